@@ -1,0 +1,35 @@
+# vigil-edge: the two commands of the README, plus what they need.
+#   make demo   set up a venv and run `vigil demo` (train -> evaluate -> convert -> agent)
+#   make test   set up a venv, make sure mosquitto is installed, run the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup demo test test-fast broker clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[train,edge,dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# mosquitto is a system package: the broker tests start a real one.
+broker:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || sh .ci/install-mosquitto
+
+demo: $(STAMP)
+	$(BIN)/vigil demo
+
+test: $(STAMP) broker
+	$(BIN)/python -m pytest -q
+
+# everything but the tests that train or convert a model
+test-fast: $(STAMP) broker
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,152 @@
+"""From window scores to alert events: k-of-n to open, m normal to close.
+
+A window is anomalous when its (optionally smoothed) score exceeds
+``threshold * sensitivity``. An event opens when ``k`` of the last ``n``
+windows are anomalous and closes after ``m`` consecutive normal windows; after
+a close, no new event opens for ``cooldown`` windows. ``vigil score`` and the
+agent both run this class, so offline and on-device events are the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class EventPhase(str, Enum):
+    OPEN = "open"
+    CLOSE = "close"
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    sensitivity: float = 1.0
+    k: int = 1
+    n: int = 1
+    m: int = 1
+    cooldown: int = 0
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.k <= self.n):
+            raise ValueError(f"need 1 <= k <= n, got k={self.k}, n={self.n}")
+        if self.m < 1 or self.cooldown < 0 or self.sensitivity <= 0:
+            raise ValueError("need m >= 1, cooldown >= 0 and sensitivity > 0")
+
+
+@dataclass
+class AlertEvent:
+    """One anomaly event; emitted once when it opens and once when it closes."""
+
+    event_id: str
+    phase: EventPhase
+    start_row: int
+    end_row: int
+    start_time: float | None
+    end_time: float | None
+    peak_score: float
+    mean_score: float
+    threshold: float
+    window_count: int
+    feature_errors: np.ndarray = field(repr=False)
+
+    def top_features(self, names: list[str], top: int = 3) -> list[dict[str, float | str]]:
+        """Features that contributed most, with their share of the error."""
+        total = float(self.feature_errors.sum())
+        shares = self.feature_errors / total if total > 0 else np.zeros_like(self.feature_errors)
+        order = np.argsort(-shares)[:top]
+        return [{"feature": names[i], "share": round(float(shares[i]), 4)} for i in order]
+
+
+class EventDetector:
+    """Streaming state machine; feed it one scored window at a time."""
+
+    def __init__(self, threshold: float, policy: AlertPolicy | None = None) -> None:
+        self.policy = policy or AlertPolicy()
+        self.threshold = float(threshold)
+        self.limit = self.threshold * self.policy.sensitivity
+        self._recent: deque[bool] = deque(maxlen=self.policy.n)
+        self._event: AlertEvent | None = None
+        self._normal_run = 0
+        self._cooldown_left = 0
+        self._sum = 0.0
+
+    @property
+    def open_event(self) -> AlertEvent | None:
+        return self._event
+
+    def is_anomalous(self, score: float) -> bool:
+        return bool(score > self.limit)
+
+    def update(
+        self, row: int, time: float | None, score: float, feature_errors: np.ndarray
+    ) -> AlertEvent | None:
+        """Account for one window ending at ``row``; return an event change or None."""
+        anomalous = self.is_anomalous(score)
+        self._recent.append(anomalous)
+        if self._event is not None:
+            return self._continue(row, time, score, feature_errors, anomalous)
+        if self._cooldown_left > 0:
+            self._cooldown_left -= 1
+            return None
+        if sum(self._recent) >= self.policy.k and anomalous:
+            return self._open(row, time, score, feature_errors)
+        return None
+
+    def _open(self, row: int, time: float | None, score: float, errors: np.ndarray) -> AlertEvent:
+        self._event = AlertEvent(
+            event_id=uuid.uuid4().hex,
+            phase=EventPhase.OPEN,
+            start_row=row,
+            end_row=row,
+            start_time=time,
+            end_time=time,
+            peak_score=float(score),
+            mean_score=float(score),
+            threshold=self.limit,
+            window_count=1,
+            feature_errors=np.array(errors, dtype=np.float64),
+        )
+        self._sum = float(score)
+        self._normal_run = 0
+        return _snapshot(self._event)
+
+    def _continue(
+        self, row: int, time: float | None, score: float, errors: np.ndarray, anomalous: bool
+    ) -> AlertEvent | None:
+        ev = self._event
+        assert ev is not None
+        if anomalous:
+            self._normal_run = 0
+            ev.end_row, ev.end_time = row, time
+            ev.window_count += 1
+            self._sum += float(score)
+            ev.mean_score = self._sum / ev.window_count
+            if score > ev.peak_score:
+                ev.peak_score = float(score)
+            ev.feature_errors += np.asarray(errors, dtype=np.float64)
+            return None
+        self._normal_run += 1
+        if self._normal_run < self.policy.m:
+            return None
+        return self.close()
+
+    def close(self) -> AlertEvent | None:
+        """Close the open event (also used at end of stream / shutdown)."""
+        ev = self._event
+        if ev is None:
+            return None
+        self._event = None
+        self._normal_run = 0
+        self._cooldown_left = self.policy.cooldown
+        self._recent.clear()
+        closed = _snapshot(ev)
+        closed.phase = EventPhase.CLOSE
+        return closed
+
+
+def _snapshot(ev: AlertEvent) -> AlertEvent:
+    return AlertEvent(**{**ev.__dict__, "feature_errors": ev.feature_errors.copy()})

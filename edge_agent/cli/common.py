@@ -1,0 +1,59 @@
+"""What every command shares: lazy extras and the one-line error contract."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
+import typer
+
+from edge_agent.errors import VigilInputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Top-level modules each extra brings; a missing one means the extra is absent.
+_EXTRA_MODULES = {
+    "train": ("tensorflow", "sklearn", "matplotlib"),
+    "edge": ("paho.mqtt",),
+}
+
+
+def fail(command: str, message: str, code: int = 2) -> None:
+    """Print ``vigil <command>: <message>`` on stderr and exit with ``code``."""
+    typer.echo(f"vigil {command}: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_extra(command: str, extra: str, module: str) -> ModuleType:
+    """Import ``module``; if its extra is not installed, exit with a hint."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        needed = {m.split(".")[0] for m in _EXTRA_MODULES.get(extra, ())}
+        if missing in needed or missing in {"tf_keras", "keras", "ai_edge_litert", "tflite_runtime"}:
+            fail(command, f"needs the {extra} extra: pip install 'vigil-edge[{extra}]'")
+        raise
+
+
+def one_line_errors(command: str) -> Callable[[F], F]:
+    """Turn a :class:`VigilInputError` into one line on stderr and exit 2."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except VigilInputError as exc:
+                fail(command, str(exc), exc.exit_code)
+            except KeyboardInterrupt:
+                typer.echo(f"vigil {command}: interrupted", err=True)
+                sys.exit(130)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

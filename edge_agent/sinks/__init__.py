@@ -1,0 +1,1 @@
+"""Where alerts leave: MQTT (with its spool), a JSONL file, or stdout."""

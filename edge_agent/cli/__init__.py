@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from edge_agent.cli import agent_cmds, convert_cmds, train_cmds
+from edge_agent.cli import agent_cmds, alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, train_cmds
 
 app = typer.Typer(
     name="vigil",
@@ -19,9 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-train_cmds.register(app)
-convert_cmds.register(app)
-agent_cmds.register(app)
+for group in (train_cmds, evaluate_cmds, convert_cmds, agent_cmds, alerts_cmds, demo_cmds):
+    group.register(app)
 
 
 def main() -> None:

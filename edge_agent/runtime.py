@@ -1,0 +1,139 @@
+"""Score windows with a bundle's TFLite model: the device's one scoring path.
+
+The agent, ``vigil score`` and the converter's parity check all score through
+:class:`Scorer`, so a number seen on the workstation is the number the device
+computes. Only numpy and a TFLite interpreter are imported: ai-edge-litert,
+else tflite-runtime (armv7l), else ``tensorflow.lite`` as a last resort.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edge_agent.bundle import Bundle
+from edge_agent.core import WindowScore, score_windows
+from edge_agent.errors import VigilInputError
+
+INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+def load_interpreter_class() -> tuple[type, str]:
+    """The first available TFLite ``Interpreter`` class and its backend name."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        # Documented last resort for workstations without the edge extra.
+        from tensorflow import lite as tf_lite  # type: ignore[import-not-found]
+
+        return tf_lite.Interpreter, "tensorflow"
+    except ImportError:
+        raise VigilInputError(
+            "no TFLite interpreter found: pip install 'vigil-edge[edge]' (ai-edge-litert or tflite-runtime)"
+        ) from None
+
+
+class _Quant:
+    """Affine quantization of one integer tensor: ``real = (q - zero_point) * scale``."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        self.dtype = np.dtype(detail["dtype"])
+        scale, zero_point = detail["quantization"]
+        self.integer = np.issubdtype(self.dtype, np.integer)
+        self.scale = np.float32(scale if scale else 1.0)
+        self.zero_point = np.float32(zero_point)
+        if self.integer:
+            info = np.iinfo(self.dtype)
+            self.low, self.high = float(info.min), float(info.max)
+
+
+class Scorer:
+    """One interpreter scoring one window at a time, with no state between windows.
+
+    The fused LSTM keeps its hidden and cell state in variable tensors that
+    survive ``invoke()``; every window starts from a reset so its score does
+    not depend on which windows were scored before it.
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: int = 1) -> None:
+        interpreter_class, self.backend = load_interpreter_class()
+        self.bundle = bundle
+        self.num_threads = int(num_threads)
+        self._interpreter = _make_interpreter(interpreter_class, bundle, self.num_threads)
+        input_detail = self._interpreter.get_input_details()[0]
+        output_detail = self._interpreter.get_output_details()[0]
+        self._input_index = int(input_detail["index"])
+        self._output_index = int(output_detail["index"])
+        self._in_q = _Quant(input_detail)
+        self._out_q = _Quant(output_detail)
+        self.input_shape = tuple(int(v) for v in input_detail["shape"])
+        expected = (1, bundle.spec.window, bundle.n_features)
+        if self.input_shape != expected:
+            raise VigilInputError(
+                f"model input shape {list(self.input_shape)} does not match the manifest {list(expected)}",
+                file=bundle.path,
+                key="io.input.shape",
+            )
+        # Preallocated input buffers: the hot path only writes into them.
+        self._input = np.zeros(self.input_shape, dtype=self._in_q.dtype)
+        self._staging = np.zeros(self.input_shape, dtype=np.float32)
+        self._weights = None if bundle.weights is None else np.asarray(bundle.weights, np.float64)
+
+    def reconstruct(self, scaled_window: np.ndarray) -> np.ndarray:
+        """Reconstruction ``[window, features]`` (float32) of one scaled window."""
+        it = self._interpreter
+        # Reset before every window (see the class docstring).
+        it.reset_all_variables()
+        self._fill_input(scaled_window)
+        it.set_tensor(self._input_index, self._input)
+        it.invoke()
+        out = it.get_tensor(self._output_index)[0]
+        if self._out_q.integer:
+            return (out.astype(np.float32) - self._out_q.zero_point) * self._out_q.scale
+        return out
+
+    def score(self, raw_window: np.ndarray) -> WindowScore:
+        """Scale, reconstruct and score one raw ``[window, features]`` window."""
+        scaled = self.bundle.scaler.transform(raw_window)
+        recon = self.reconstruct(scaled)
+        scores, errors = score_windows(scaled[None], recon[None], self.bundle.score_function, self._weights)
+        return WindowScore(score=float(scores[0]), feature_errors=errors[0])
+
+    def _fill_input(self, scaled_window: np.ndarray) -> None:
+        window = np.asarray(scaled_window)
+        if window.shape != self.input_shape[1:]:
+            raise ValueError(f"window shape {window.shape}, model expects {self.input_shape[1:]}")
+        if not self._in_q.integer:
+            self._input[0] = window
+            return
+        q = self._in_q
+        staging = self._staging[0]
+        np.divide(window, q.scale, out=staging)
+        np.add(staging, q.zero_point, out=staging)
+        np.rint(staging, out=staging)
+        np.clip(staging, q.low, q.high, out=staging)
+        self._input[0] = staging
+
+
+def _make_interpreter(interpreter_class: type, bundle: Bundle, num_threads: int) -> Any:
+    with warnings.catch_warnings():
+        # tensorflow.lite.Interpreter warns that it is deprecated; the fallback is deliberate.
+        warnings.simplefilter("ignore")
+        try:
+            interpreter = interpreter_class(model_content=bundle.model_bytes, num_threads=num_threads)
+            interpreter.allocate_tensors()
+            return interpreter
+        except (ValueError, RuntimeError) as exc:
+            raise VigilInputError(f"the TFLite runtime cannot load the model: {exc}", file=bundle.path) from None

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from converter.quantize import INT8_WEIGHTS, configure
+from converter.lstm_clip import unclip_lstm_cells
+from converter.quantize import FLOAT32, INT8_WEIGHTS, configure
 from converter.weight_quant import quantize_weights_int8
 from trainer.keras_backend import tensorflow
 from trainer.model import with_batch_size
@@ -52,6 +53,7 @@ class Exporter:
         self._holder = holder
         self._function = holder.reconstruct.get_concrete_function()
         self._float32: bytes | None = None
+        self._float32_unclipped = 0
 
     def export(self, mode: str, calibration: np.ndarray | None = None) -> Export:
         """Convert to ``mode``; raises whatever the TFLite converter raises."""
@@ -64,13 +66,19 @@ class Exporter:
                 f"{result.quantized_tensors} weight matrices int8 "
                 f"({result.float_bytes} -> {result.int8_bytes} bytes)"
             )
+            unclipped = self._float32_unclipped
+        elif mode == FLOAT32:
+            data, unclipped = self._convert_float32(), self._float32_unclipped
         else:
-            data = self._convert(mode, calibration)
+            data, unclipped = unclip_lstm_cells(self._convert(mode, calibration))
+        if unclipped:
+            notes.append(f"cell_clip 10 -> none on {unclipped} LSTM ops (Keras does not clip)")
         return Export(mode=mode, model_bytes=data, seconds=time.perf_counter() - started, notes=notes)
 
     def _convert_float32(self) -> bytes:
+        """The float32 flatbuffer, converted once (int8-weights is derived from it)."""
         if self._float32 is None:
-            self._float32 = self._convert("float32", None)
+            self._float32, self._float32_unclipped = unclip_lstm_cells(self._convert(FLOAT32, None))
         return self._float32
 
     def _convert(self, mode: str, calibration: np.ndarray | None) -> bytes:
@@ -83,18 +91,35 @@ class Exporter:
 
 @contextlib.contextmanager
 def _quiet() -> Any:
-    """Silence the converter's stdout chatter ("fully_quantize: 0, ...") and warnings."""
+    """Silence the converter's chatter ("fully_quantize: 0, ...") and warnings.
+
+    The MLIR converter prints from C++ straight to file descriptors 1 and 2,
+    which ``contextlib.redirect_stdout`` cannot catch, so the descriptors
+    themselves are pointed at /dev/null for the duration.
+    """
+    import sys
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with contextlib.redirect_stdout(io.StringIO()):
-            saved = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+            saved_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+            for stream in (sys.__stdout__, sys.__stderr__):
+                if stream is not None:
+                    stream.flush()
+            saved_fds = [os.dup(1), os.dup(2)]
+            devnull = os.open(os.devnull, os.O_WRONLY)
             try:
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
                 yield
             finally:
-                if saved is None:
+                os.dup2(saved_fds[0], 1)
+                os.dup2(saved_fds[1], 2)
+                for fd in (*saved_fds, devnull):
+                    os.close(fd)
+                if saved_level is None:
                     os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
                 else:
-                    os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved
+                    os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved_level

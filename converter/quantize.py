@@ -31,6 +31,13 @@ INT8 = "int8"
 INT8_WEIGHTS = "int8-weights"
 MODES = (FLOAT32, FLOAT16, DYNAMIC, INT8, INT8_WEIGHTS)
 AUTO = "auto"
+MODE_DESCRIPTIONS = {
+    FLOAT32: "float32 weights and compute (reference)",
+    FLOAT16: "float16 weights, dequantized once at load; float32 compute",
+    DYNAMIC: "dynamic-range: int8 weights of large tensors, hybrid int8/float kernels",
+    INT8: "full integer: int8 weights and activations (calibrated), float input/output",
+    INT8_WEIGHTS: "int8 weight storage (per-tensor symmetric) behind DEQUANTIZE; float32 compute",
+}
 
 
 @dataclass(frozen=True)

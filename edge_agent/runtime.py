@@ -8,7 +8,11 @@ else tflite-runtime (armv7l), else ``tensorflow.lite`` as a last resort.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -127,8 +131,32 @@ class Scorer:
         self._input[0] = staging
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide the runtime's C++ banner ("INFO: Created TensorFlow Lite XNNPACK delegate").
+
+    It is written straight to file descriptor 2, so only re-pointing the
+    descriptor for the moment the interpreter is built removes it; load errors
+    still arrive as Python exceptions with their message.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded use): leave it alone
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _make_interpreter(interpreter_class: type, bundle: Bundle, num_threads: int) -> Any:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _native_stderr_silenced():
         # tensorflow.lite.Interpreter warns that it is deprecated; the fallback is deliberate.
         warnings.simplefilter("ignore")
         try:

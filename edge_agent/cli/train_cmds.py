@@ -1,9 +1,99 @@
-"""Commands of this group (options only; bodies import their package lazily)."""
+"""``vigil train`` (options only; the body imports the trainer lazily).
+
+The defaults here mirror ``trainer.fit.TrainConfig`` (a test holds them equal);
+they are repeated because this module must not import the trainer at import time.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from edge_agent.cli.common import load_extra, one_line_errors
+from edge_agent.errors import VigilInputError
+
+DEFAULTS = {
+    "window": 64, "hop": 1, "model": "lstm", "units": "32,16", "loss": "mse", "epochs": 50,
+    "batch_size": 64, "patience": 5, "learning_rate": 1e-3, "validation_fraction": 0.2, "scaler": "minmax",
+    "threshold": "mean+k*std", "k": 3.0, "smoothing": None, "score": "mse", "seed": 0,
+}
+
+TRAIN_HELP = """Fit an autoencoder on normal rows of DATA and write a run directory.
+
+The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler
+sees only them), the held-out tail drives early stopping and sets the threshold. Defaults suit
+typical sensor data sampled at tens to hundreds of Hz: a 64-row window is long enough to hold a
+few cycles of a periodic signal and short enough for a Raspberry Pi; raise --window when one
+cycle is longer than ~60 rows. Writes RUN/model.keras, RUN/run.json, RUN/train_rows.npy and
+RUN/loss.png. Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg
+"""
+
+
+def train(
+    data: Path = typer.Argument(..., help="Data file: CSV (header), whitespace TXT, NPY or WAV."),
+    out: Path = typer.Option(..., "--out", help="Run directory to write (an existing run there is replaced)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Feature columns a,b (names; headerless files: 0,1,...). Default: all but the timestamp."),
+    train_rows: Optional[str] = typer.Option(None, "--train-rows", help="START:END normal rows to train on (0-based data rows, END exclusive). Default: all rows."),
+    timestamp_column: Optional[str] = typer.Option(None, "--timestamp-column", help="Column holding time stamps (default: one named timestamp/time/date/datetime, or ISO datetimes)."),
+    window: int = typer.Option(DEFAULTS["window"], "--window", help="Window length in rows."),
+    hop: int = typer.Option(DEFAULTS["hop"], "--hop", help="Rows between the starts of consecutive windows (1 = score every row)."),
+    model: str = typer.Option(DEFAULTS["model"], "--model", help="lstm (LSTM autoencoder) or dense (faster for long windows)."),
+    units: str = typer.Option(DEFAULTS["units"], "--units", help="Encoder layer sizes, outermost first; the last is the code size."),
+    loss: str = typer.Option(DEFAULTS["loss"], "--loss", help="Training loss: mse or mae."),
+    epochs: int = typer.Option(DEFAULTS["epochs"], "--epochs", help="Maximum epochs (early stopping usually ends sooner)."),
+    batch_size: int = typer.Option(DEFAULTS["batch_size"], "--batch-size", help="Windows per training step."),
+    patience: int = typer.Option(DEFAULTS["patience"], "--patience", help="Stop after this many epochs without a better validation loss (0 = never stop early); the best weights are kept."),
+    learning_rate: float = typer.Option(DEFAULTS["learning_rate"], "--learning-rate", help="Adam learning rate."),
+    validation_fraction: float = typer.Option(DEFAULTS["validation_fraction"], "--validation-fraction", help="Held-out tail of the training rows (early stopping and threshold)."),
+    scaler: str = typer.Option(DEFAULTS["scaler"], "--scaler", help="minmax or standard, fitted on the fitted rows only."),
+    threshold: str = typer.Option(DEFAULTS["threshold"], "--threshold", help="mean+k*std, percentile:P, max (held-out normal windows), or best-f1 / pr-balance (need --labels)."),
+    k: float = typer.Option(DEFAULTS["k"], "--k", help="k of mean+k*std."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label file for best-f1 / pr-balance (CSV start,end; Telemanom; NAB; discord labels.json)."),
+    label_rows: Optional[str] = typer.Option(None, "--label-rows", help="START:END rows of DATA the labels describe (default: the rows after --train-rows)."),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Channel id in a Telemanom label file."),
+    series: Optional[str] = typer.Option(None, "--series", help="Series key in a NAB / discord label file (default: taken from DATA's path)."),
+    smoothing: Optional[float] = typer.Option(DEFAULTS["smoothing"], "--smoothing", help="EWMA alpha in (0, 1] over consecutive window scores (1 = off)."),
+    score: str = typer.Option(DEFAULTS["score"], "--score", help="Window score: mse or mae of the reconstruction."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Per-feature score weights w1,w2,... (default: equal)."),
+    seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for weights, shuffling and the baseline: same seed, same run."),
+) -> None:
+    _run_train(locals())
+
+
+train.__doc__ = TRAIN_HELP
+
+
+@one_line_errors("train")
+def _run_train(opts: dict) -> None:
+    from edge_agent.readers import parse_columns, parse_rows
+
+    cfg_kwargs = dict(opts)
+    cfg_kwargs.update(
+        columns=parse_columns(opts["columns"]),
+        train_rows=parse_rows(opts["train_rows"]),
+        label_rows=parse_rows(opts["label_rows"]),
+        units=tuple(int(u) for u in _numbers(opts["units"], "units", int)),
+        weights=None if opts["weights"] is None else [float(w) for w in _numbers(opts["weights"], "weights", float)],
+        model=opts["model"].strip().lower(), loss=opts["loss"].strip().lower(),
+        score=opts["score"].strip().lower(), scaler=opts["scaler"].strip().lower(),
+    )
+    mod = load_extra("train", "train", "trainer.fit")
+    run = mod.run_train(mod.TrainConfig(**cfg_kwargs, echo=typer.echo))
+    typer.echo(f"next: vigil evaluate {run.path} DATA --labels LABELS   or   vigil convert {run.path} --out MODEL.vigil")
+
+
+def _numbers(text: str, key: str, kind: type) -> list:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise VigilInputError(f"--{key} must be comma-separated numbers, got {text!r}", key=key)
+    return values
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the ``vigil`` app."""
+    """Add ``vigil train`` to the ``vigil`` app."""
+    app.command("train", help=TRAIN_HELP)(train)

@@ -1,0 +1,200 @@
+"""Benchmark 2: the agent's footprint, next to a process that scores with Keras.
+
+The agent is the real thing: ``.venv/bin/vigil agent run --config X`` with the
+reference bundle for a 3-axis 1 kHz stream (window 128, hop 32; the bundle
+``--quantize auto`` picks, ``benchmarks/reference.py``) and the synthetic
+vibration source. Measured from outside through /proc:
+
+- cold start: process start to the first scored window, with the source
+  unpaced (``pace = "fast"``, ``block_rows`` = one window) so the figure is the
+  agent's own start-up, not the 128 ms a paced sensor needs to fill a window.
+  Detected from the agent's debug ``health`` log line (health every 1 ms),
+  whose ``windows_scored`` is >= 1 only after a window was scored. Median of
+  ``--cold-runs`` starts; the first start (cold page cache) is reported too.
+  "ready" = the agent's ``ready`` log line (model loaded, source open).
+- CPU: utime+stime (all threads) over ``--seconds`` (default 60) of a paced
+  1 kHz stream, after a 5 s warm-up, as a share of one core; the agent's
+  health messages show it kept up (samples/s, windows scored).
+- peak RSS: ``VmHWM`` of the process at the end of the sustained run.
+
+The reference (``benchmarks/keras_agent.py``) does the same job with TensorFlow
+and the run's ``.keras`` model (``model(window[None])``), measured the same way.
+
+Run: ``.venv/bin/python -m benchmarks.footprint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, log, md_table, write_results
+from benchmarks.procstat import Child, sample_cpu, status_kb
+
+COMMAND = ".venv/bin/python -m benchmarks.footprint"
+VIGIL = ROOT / ".venv" / "bin" / "vigil"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+WINDOW, HOP = 128, 32
+
+
+def agent_config(folder: Path, bundle: str, pace: str, debug: bool) -> Path:
+    block = f"block_rows = {WINDOW}\n" if pace == "fast" else ""
+    text = f"""[device]
+id = "bench"
+
+[bundle]
+path = "{bundle}"
+
+[source]
+kind = "synthetic"
+rate_hz = 1000.0
+seed = 3
+pace = "{pace}"
+{block}
+[sinks]
+jsonl = "{folder / 'alerts.jsonl'}"
+health_jsonl = true
+
+[health]
+interval_s = {0.001 if debug else 5.0}
+
+[log]
+level = "{'debug' if debug else 'info'}"
+"""
+    path = folder / f"agent-{pace}.toml"
+    path.write_text(text)
+    return path
+
+
+def agent_cold_start(folder: Path, bundle: str) -> dict[str, Any]:
+    cfg = agent_config(folder, bundle, "fast", debug=True)
+    child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent-cold.err")
+    try:
+        ready = child.wait_line(r"agent .* ready", 60)
+        first = child.wait_line(r"health .*'windows_scored': [1-9]", 60)
+    finally:
+        child.stop()
+    if ready is None or first is None:
+        raise RuntimeError(f"agent did not score a window:\n{child.text()[-2000:]}")
+    return {"ready_s": ready[0], "first_window_s": first[0]}
+
+
+def keras_cold_start(folder: Path, run_dir: Path) -> dict[str, Any]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    child = Child([str(PYTHON), "-m", "benchmarks.keras_agent", str(run_dir), "fast"], ROOT, env=env,
+                  stderr_path=folder / "keras-cold.err")
+    try:
+        ready = child.wait_line(r"^ready", 120)
+        first = child.wait_line(r"^first window", 120)
+    finally:
+        child.stop()
+    if ready is None or first is None:
+        raise RuntimeError(f"keras reference did not score a window:\n{child.text()[-2000:]}")
+    return {"ready_s": ready[0], "first_window_s": first[0]}
+
+
+def sustained(child: Child, ready_pattern: str, stop_pattern: str, seconds: float) -> dict[str, Any]:
+    ready = child.wait_line(ready_pattern, 120)
+    if ready is None:
+        child.stop()
+        raise RuntimeError(f"process never got ready:\n{child.text()[-2000:]}")
+    time.sleep(5.0)  # warm-up: first windows, allocator growth
+    cpu = sample_cpu(child.pid, seconds)
+    peak_kb, rss_kb = status_kb(child.pid, "VmHWM"), status_kb(child.pid, "VmRSS")
+    threads = status_kb(child.pid, "Threads")
+    streamed_s = time.perf_counter() - child.started - ready[0]
+    code = child.stop()
+    stopped = child.wait_line(stop_pattern, 10)
+    counts = [int(x) for x in re.findall(r"(\d+) (?:samples|windows)", stopped[1].group(0))] if stopped else []
+    return {**cpu, "peak_rss_mb": peak_kb / 1024 if peak_kb else None, "rss_mb": rss_kb / 1024 if rss_kb else None,
+            "threads": threads, "exit_code": code, "samples": counts[0] if counts else None,
+            "windows": counts[1] if len(counts) > 1 else None,
+            "streamed_s": streamed_s,
+            "kept_up": counts[0] / (streamed_s * 1000.0) if counts else None}
+
+
+def health_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if doc.get("schema", "").startswith("vigil.health"):
+            out.append(doc)
+    return out
+
+
+def main(seconds: float, cold_runs: int) -> dict[str, Any]:
+    from benchmarks.reference import reference_bundles, reference_run
+
+    run_dir = reference_run("ref_w128", window=WINDOW, hop=HOP, rows=60000, epochs=10)
+    bundles = reference_bundles(run_dir)
+    bundle = bundles["auto"]["path"]
+    data: dict[str, Any] = {"bundle": bundle, "bundle_mode": bundles["auto"]["mode"], "run": str(run_dir),
+                            "window": WINDOW, "hop": HOP, "rate_hz": 1000.0, "seconds": seconds}
+    with tempfile.TemporaryDirectory(prefix="vigil-footprint-") as tmp:
+        folder = Path(tmp)
+        log(f"agent cold starts x{cold_runs}")
+        cold = [agent_cold_start(folder, bundle) for _ in range(cold_runs)]
+        data["agent_cold"] = summarize_cold(cold)
+        log(f"agent sustained {seconds:.0f} s at 1 kHz")
+        cfg = agent_config(folder, bundle, "realtime", debug=False)
+        child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent.err")
+        data["agent"] = sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds)
+        health = health_lines(folder / "alerts.jsonl")
+        data["agent_health_last"] = health[-2] if len(health) > 1 else (health[-1] if health else None)
+        log(f"keras cold starts x{max(1, cold_runs // 2)}")
+        kcold = [keras_cold_start(folder, run_dir) for _ in range(max(1, cold_runs // 2))]
+        data["keras_cold"] = summarize_cold(kcold)
+        log(f"keras sustained {seconds:.0f} s at 1 kHz")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        child = Child([str(PYTHON), "-m", "benchmarks.keras_agent", str(run_dir), "realtime"], ROOT, env=env,
+                      stderr_path=folder / "keras.err")
+        data["keras"] = sustained(child, r"^ready", r"stopped: \d+ samples, \d+ windows", seconds)
+    write_results("footprint", data, render(data), COMMAND)
+    return data
+
+
+def summarize_cold(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"runs": runs, "first_run_first_window_s": runs[0]["first_window_s"],
+            "median_first_window_s": statistics.median(r["first_window_s"] for r in runs),
+            "median_ready_s": statistics.median(r["ready_s"] for r in runs)}
+
+
+def render(data: dict[str, Any]) -> str:
+    expected = data["seconds"] * 1000.0
+    rows = []
+    for label, key, cold in (("vigil agent (`vigil agent run`, TFLite)", "agent", "agent_cold"),
+                             ("Keras reference process", "keras", "keras_cold")):
+        s, c = data[key], data[cold]
+        kept = s.get("kept_up")
+        rows.append((label, s["peak_rss_mb"], s["rss_mb"], c["median_ready_s"], c["median_first_window_s"],
+                     c["first_run_first_window_s"], 100 * s["share_of_one_core"], s["threads"],
+                     f"{kept:.3f}" if kept else "n/a"))
+    table = md_table(["process", "peak RSS MB (VmHWM)", "RSS MB at end", "ready s (median)",
+                      "cold start s to 1st window (median)", "1st start s (cold cache)",
+                      "CPU % of one core (1 kHz, 60 s)", "threads", "samples processed / samples due"], rows)
+    h = data.get("agent_health_last") or {}
+    return (table + f"\n\nStream: synthetic 3-axis 1 kHz, window {data['window']}, hop {data['hop']} "
+            f"({1000.0 / data['hop']:.2f} windows/s); bundle mode `{data['bundle_mode']}`. CPU measured over "
+            f"{data['seconds']:.0f} s after a 5 s warm-up (expected {expected:,.0f} samples). Agent's last "
+            f"health: samples/s {h.get('samples_per_s')}, windows scored {h.get('windows_scored')}, scoring "
+            f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}.\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--cold-runs", type=int, default=5)
+    args = parser.parse_args()
+    main(args.seconds, args.cold_runs)

@@ -1,0 +1,232 @@
+"""Benchmark 4: detection quality on real labeled data with default settings.
+
+Per series (``benchmarks/datasets.py``: 16 labeled discord series and the 7 NAB
+``realKnownCause`` series), with NO per-series tuning:
+
+1. ``trainer.fit.run_train`` with the trainer's defaults (window 64, hop 1,
+   units 32/16, minmax scaler, mse, threshold mean+3*std on the held-out tail,
+   no smoothing) on the series' normal training rows, except ``epochs`` (see
+   ``--epochs``; early stopping with the default patience still applies).
+2. ``converter.convert.run_convert`` with ``--quantize auto`` (the default).
+3. Score the test rows with streaming semantics (a row gets the score of the
+   window ending at it; rows before the first window have none) and predict
+   ``score > threshold``, the rule of ``vigil evaluate`` and the agent:
+   - float: the Keras model (``trainer.keras_scoring.score_rows``);
+   - auto: the chosen bundle through ``edge_agent.runtime.Scorer`` window by window;
+   - isolation_forest: the trainer's baseline (``baseline_from_run``) and its threshold;
+   - random: uniform random window scores; ``random_same`` applies the run's
+     threshold strategy to random held-out scores (mean+3*std of U(0,1) > 1, so
+     it never alarms); ``random_rate`` thresholds so that it flags as many test
+     rows as the float model does (what chance achieves at the same alarm rate).
+4. Event-wise precision/recall/F1 (Telemanom rule, ``trainer.metrics``) and PR-AUC.
+
+Totals: summed tp/fp/fn (micro) and the mean of per-series F1 / PR-AUC (macro).
+Series are run in worker processes (``--jobs``); results land in
+``benchmarks/.work/quality/<series>/result.json``.
+
+Run: ``.venv/bin/python -m benchmarks.quality`` (``--only NAME`` for one series).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import ROOT, log, md_table, write_results
+from benchmarks.datasets import Series, all_series
+from benchmarks.reference import WORK
+
+COMMAND = ".venv/bin/python -m benchmarks.quality"
+DEFAULT_EPOCHS = 5
+MODELS = ("float", "auto", "isolation_forest", "random_same", "random_rate")
+
+
+def evaluate_series(series: Series, epochs: int, reuse: bool = False) -> dict[str, Any]:
+    """Train, convert, score and measure one series (runs inside a worker process)."""
+    from converter.convert import ConvertConfig, run_convert
+    from trainer.fit import run_train
+    from trainer.rundir import read_run
+
+    from benchmarks.reference import train_config
+
+    base = WORK / "quality" / series.name
+    run_dir, bundle_path = base / "run", base / "auto.vigil"
+    started = time.perf_counter()
+    if not (reuse and (run_dir / "run.json").is_file()):
+        cfg = train_config(series.path, run_dir, columns=series.columns, train_rows=series.train_rows,
+                           timestamp_column=series.timestamp_column, epochs=epochs, echo=lambda _m: None)
+        run_train(cfg)
+    trained = time.perf_counter()
+    if not (reuse and bundle_path.is_file()):
+        result = run_convert(ConvertConfig(run=run_dir, out=bundle_path, quiet=True))
+        mode = result.mode
+    else:
+        from edge_agent.bundle import load_bundle
+
+        mode = load_bundle(bundle_path).quantization
+    converted = time.perf_counter()
+    run = read_run(run_dir)
+    test = series.load_test()
+    ranges = series.label_ranges(test)
+    scores = model_scores(run, bundle_path, test.values)
+    local = [(s - test.row_offset, e - test.row_offset) for s, e in ranges]
+    out = {"name": series.name, "group": series.group, "features": test.names, "test_rows": test.n_rows,
+           "events": len(ranges), "auto_mode": mode, "epochs_run": run.meta["training"].get("epochs_run",
+           run.meta["training"].get("epochs")), "notes": series.notes,
+           "models": measure(scores, local, test.n_rows, run, seed=len(series.name)),
+           "seconds": {"train": trained - started, "convert": converted - trained,
+                       "score": time.perf_counter() - converted}}
+    return out
+
+
+def model_scores(run: Any, bundle_path: Path, values: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Row scores (NaN before the first window) and threshold of float, auto and IsolationForest."""
+    from edge_agent.bundle import load_bundle
+    from edge_agent.core import ewma, row_scores_from_windows, sliding_windows
+    from edge_agent.runtime import Scorer
+    from trainer.baseline import baseline_from_run
+    from trainer.keras_scoring import score_rows
+
+    n, spec = len(values), run.spec
+    flt = score_rows(run.load_model(), values, run.scaler, spec, run.score_function, run.score_weights,
+                     run.smoothing_alpha)
+    bundle = load_bundle(bundle_path)
+    scorer = Scorer(bundle)
+    raw = np.array([scorer.score(w).score for w in sliding_windows(values, bundle.spec)], dtype=np.float64)
+    edge = row_scores_from_windows(ewma(raw, bundle.smoothing_alpha), n, bundle.spec)
+    base = baseline_from_run(run)
+    iso = row_scores_from_windows(base.window_scores(values), n, spec)
+    return {"float": (flt.row_scores, run.threshold), "auto": (edge, bundle.threshold),
+            "isolation_forest": (iso, float(base.threshold))}
+
+
+def measure(scores: dict[str, tuple[np.ndarray, float]], local: list[tuple[int, int]], n_rows: int,
+            run: Any, seed: int) -> dict[str, Any]:
+    from edge_agent.core import row_scores_from_windows
+    from trainer import metrics as M
+    from trainer.labels import ranges_to_mask
+    from trainer.threshold import normal_threshold, parse_strategy
+
+    label_mask = ranges_to_mask(local, n_rows)
+    rng = np.random.default_rng(seed)
+    n_windows = run.spec.count(n_rows)
+    rand = row_scores_from_windows(rng.uniform(size=n_windows), n_rows, run.spec)
+    strategy = parse_strategy(run.meta["threshold"]["strategy"], run.meta["threshold"].get("k", 3.0))
+    flt_rows, flt_thr = scores["float"]
+    flagged = float(np.mean(np.nan_to_num(flt_rows, nan=-np.inf) > flt_thr))
+    valid = rand[~np.isnan(rand)]
+    rate_thr = float(np.quantile(valid, 1.0 - flagged)) if flagged > 0 else float("inf")
+    all_scores = dict(scores)
+    all_scores["random_same"] = (rand, normal_threshold(rng.uniform(size=2000), strategy))
+    all_scores["random_rate"] = (rand, rate_thr)
+    out = {}
+    for key, (rows, thr) in all_scores.items():
+        pred = np.nan_to_num(rows, nan=-np.inf) > thr
+        ev = M.event_counts(pred, local)
+        out[key] = {"tp": ev.tp, "fp": ev.fp, "fn": ev.fn, "precision": ev.precision, "recall": ev.recall,
+                    "f1": ev.f1, "pr_auc": M.pr_auc(rows, label_mask), "threshold": float(thr),
+                    "flagged_rows": int(pred.sum())}
+    return out
+
+
+def worker(name: str, epochs: int, reuse: bool) -> None:
+    series = {s.name: s for s in all_series()}[name]
+    path = WORK / "quality" / name / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = evaluate_series(series, epochs, reuse)
+    except Exception as exc:  # a series the defaults cannot handle is a result
+        result = {"name": name, "group": series.group, "error": f"{type(exc).__name__}: {exc}"}
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+
+
+def run_all(names: list[str], epochs: int, jobs: int, reuse: bool) -> list[dict[str, Any]]:
+    pending, running = list(names), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            log(f"start {name}")
+            cmd = [sys.executable, "-m", "benchmarks.quality", "--worker", name, "--epochs", str(epochs)]
+            running.append((name, subprocess.Popen(cmd + (["--reuse"] if reuse else []), cwd=ROOT,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        time.sleep(1.0)
+        for item in list(running):
+            if item[1].poll() is not None:
+                running.remove(item)
+                log(f"done {item[0]} (exit {item[1].returncode})")
+    out = []
+    for name in names:
+        path = WORK / "quality" / name / "result.json"
+        out.append(json.loads(path.read_text()) if path.is_file() else {"name": name, "error": "worker died"})
+    return out
+
+
+def totals(results: list[dict[str, Any]], group: str | None = None) -> dict[str, Any]:
+    ok = [r for r in results if "models" in r and (group is None or r["group"].startswith(group))]
+    out = {}
+    for key in MODELS:
+        tp = sum(r["models"][key]["tp"] for r in ok)
+        fp = sum(r["models"][key]["fp"] for r in ok)
+        fn = sum(r["models"][key]["fn"] for r in ok)
+        p = tp / (tp + fp) if tp + fp else 0.0
+        rc = tp / (tp + fn) if tp + fn else 0.0
+        aucs = [r["models"][key]["pr_auc"] for r in ok if r["models"][key]["pr_auc"] is not None]
+        out[key] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": rc,
+                    "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
+                    "macro_f1": float(np.mean([r["models"][key]["f1"] for r in ok])) if ok else None,
+                    "macro_pr_auc": float(np.mean(aucs)) if aucs else None, "series": len(ok)}
+    return out
+
+
+def render(data: dict[str, Any]) -> str:
+    head = ["series", "events", "auto mode"] + [f"{k} F1" for k in MODELS[:4]] + ["random@rate F1"] + \
+           [f"{k} PR-AUC" for k in ("float", "auto", "isolation_forest", "random_rate")]
+    rows = []
+    for r in data["series"]:
+        if "models" not in r:
+            rows.append([f"{r['name']} (failed: {r['error'][:80]})"] + [None] * (len(head) - 1))
+            continue
+        m = r["models"]
+        rows.append([f"{r['group']}/{r['name']}", r["events"], r["auto_mode"]] +
+                    [m[k]["f1"] for k in MODELS] + [m[k]["pr_auc"] for k in ("float", "auto", "isolation_forest",
+                                                                              "random_rate")])
+    sections = [md_table(head, rows)]
+    for label, tot in data["totals"].items():
+        trows = [(k, t["series"], t["tp"], t["fp"], t["fn"], t["precision"], t["recall"], t["f1"], t["macro_f1"],
+                  t["macro_pr_auc"]) for k, t in tot.items()]
+        sections.append(f"Totals, {label}:\n\n" + md_table(
+            ["scorer", "series", "tp", "fp", "fn", "precision", "recall", "F1 (micro)", "F1 (macro)",
+             "PR-AUC (macro)"], trows))
+    return "\n\n".join(sections) + f"\n\nEpochs: {data['epochs']} (trainer default 50 with early stopping; " \
+        f"reduced to keep the run under 20 min). Wall time: {data['seconds']:.0f} s.\n"
+
+
+def main(epochs: int, jobs: int, only: list[str] | None, reuse: bool) -> None:
+    names = [s.name for s in all_series() if not only or s.name in only]
+    started = time.perf_counter()
+    results = run_all(names, epochs, jobs, reuse)
+    data = {"epochs": epochs, "jobs": jobs, "series": results, "seconds": time.perf_counter() - started,
+            "totals": {"all": totals(results), "discords": totals(results, "discords"),
+                       "NAB realKnownCause": totals(results, "NAB")}}
+    write_results("quality", data, render(data), COMMAND)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--reuse", action="store_true", help="reuse trained runs/bundles in .work/quality")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.epochs, args.reuse)
+    else:
+        main(args.epochs, args.jobs, args.only, args.reuse)

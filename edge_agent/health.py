@@ -1,0 +1,104 @@
+"""Health counters of the running agent and the periodic ``health`` payload.
+
+Everything here is cheap enough for the hot path: counters are plain ints and
+scoring latencies go into a fixed numpy ring (no per-window allocation), from
+which p50/p99 are taken only when a health message is built.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edge_agent.payload import iso_time
+
+HEALTH_SCHEMA = "vigil.health/1"
+LATENCY_RING = 1024  # the rolling window for p50/p99: the last this many scored windows
+
+
+class LatencyRing:
+    """Last ``size`` latencies in seconds; percentiles over what is there."""
+
+    def __init__(self, size: int = LATENCY_RING) -> None:
+        self._values = np.zeros(size, dtype=np.float64)
+        self._next = 0
+        self._count = 0
+
+    def add(self, seconds: float) -> None:
+        self._values[self._next] = seconds
+        self._next = (self._next + 1) % self._values.size
+        self._count = min(self._count + 1, self._values.size)
+
+    def percentiles_ms(self) -> dict[str, float | None]:
+        if self._count == 0:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(self._values[: self._count], [50, 99]) * 1000.0
+        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+class HealthTracker:
+    """What the agent counts while it runs; :meth:`payload` renders one health message."""
+
+    def __init__(self, device_id: str, model_id: str) -> None:
+        self.device_id = device_id
+        self.model_id = model_id
+        self.started = time.monotonic()
+        self.samples = 0
+        self.windows_scored = 0
+        self.windows_skipped = 0
+        self.alerts_published = 0
+        self.events_opened = 0
+        self.sink_errors = 0
+        self.latency = LatencyRing()
+        self._rate_mark = (self.started, 0)
+
+    def add_samples(self, n: int) -> None:
+        self.samples += n
+
+    def add_window(self, seconds: float) -> None:
+        self.windows_scored += 1
+        self.latency.add(seconds)
+
+    def samples_per_s(self, now: float) -> float:
+        """Rate achieved since the previous health message (or since start)."""
+        mark_time, mark_samples = self._rate_mark
+        elapsed = now - mark_time
+        rate = (self.samples - mark_samples) / elapsed if elapsed > 0 else 0.0
+        self._rate_mark = (now, self.samples)
+        return round(rate, 2)
+
+    def payload(
+        self,
+        *,
+        source: dict[str, int],
+        quality: dict[str, int],
+        sink: dict[str, int],
+        event_open: bool,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        now = time.monotonic() if now is None else now
+        return {
+            "schema": HEALTH_SCHEMA,
+            "device_id": self.device_id,
+            "model_id": self.model_id,
+            "time": iso_time(time.time()),
+            "uptime_s": round(now - self.started, 3),
+            "samples_per_s": self.samples_per_s(now),
+            "samples": self.samples,
+            "windows_scored": self.windows_scored,
+            "windows_skipped": self.windows_skipped,
+            "scoring_latency_ms": self.latency.percentiles_ms(),
+            "alerts_published": self.alerts_published,
+            "events_opened": self.events_opened,
+            "event_open": event_open,
+            "spool_depth": int(sink.get("spool_depth", 0)),
+            "spool_dropped": int(sink.get("spool_dropped", sink.get("dropped", 0))),
+            "dropped_samples": int(quality.get("dropped", 0)) + int(source.get("gaps", 0)),
+            "bad_samples": int(quality.get("bad", source.get("bad_samples", 0))),
+            "sensor_errors": int(source.get("read_errors", 0)),
+            "source": dict(source),
+            "quality": dict(quality),
+            "sink": dict(sink),
+        }

@@ -1,0 +1,258 @@
+"""MqttSink: alerts spooled first, published QoS 1 in seq order, deleted on PUBACK.
+
+Delivery is at-least-once. ``publish_alert`` returns once the alert is in the
+SQLite spool; a "pump" thread then publishes spooled alerts strictly in seq
+order with at most ``max_inflight`` awaiting PUBACK, and deletes each one only
+when the broker acknowledged it (paho VERSION2 ``on_publish``). After a
+reconnect (or a restart, since the spool is a file) every un-acked alert is
+sent again from the oldest, so a subscriber may see a duplicate after a crash
+or an outage: dedupe on ``(device_id, event_id, phase, seq)`` - ``vigil
+alerts`` does. A newer alert is never sent before an older spooled one.
+
+An MQTT 5 PUBACK with a failure reason (e.g. 0x87 not authorized by the ACL)
+leaves the alert in the spool: it is counted as ``rejected`` and re-sent on the
+next connection (bounded, like everything in the spool, by size and age).
+
+Status: retained plain text ``online`` after each connect, ``offline`` on
+``stop()`` and as the Last Will (so a kill or power loss also ends ``offline``).
+Health: QoS 0, never spooled, dropped (and counted) while disconnected.
+
+Only the pump thread touches the mid -> seq map and the spool reads/acks;
+paho's callbacks just enqueue events (paho holds its own locks while calling
+them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from edge_agent.errors import VigilInputError
+from edge_agent.mqtt import constants as C
+from edge_agent.mqtt.connection import ClientFactory, MqttConnection, Will, connect_check
+from edge_agent.mqtt.reason import describe_reason
+from edge_agent.mqtt.settings import MqttSettings, validate_device_id
+from edge_agent.spool import AlertSpool
+
+log = logging.getLogger("vigil.mqtt.sink")
+
+
+class MqttSink:
+    """The AlertSink for a broker; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        device_id: str,
+        spool: AlertSpool,
+        *,
+        client_factory: ClientFactory | None = None,
+        max_inflight: int = C.MAX_INFLIGHT,
+    ) -> None:
+        validate_device_id(device_id)
+        self.settings = settings
+        self.device_id = device_id
+        self.spool = spool
+        prefix = settings.prefix_for(device_id)
+        self.alert_topic = f"{prefix}/{C.ALERT_TOPIC}"
+        self.status_topic = f"{prefix}/{C.STATUS_TOPIC}"
+        self.health_topic = f"{prefix}/{C.HEALTH_TOPIC}"
+        self._max_inflight = max(1, int(max_inflight))
+        self._factory = client_factory
+        self._conn = MqttConnection(
+            settings,
+            settings.client_id_for(device_id),
+            will=Will(self.status_topic, C.STATUS_OFFLINE, qos=C.STATUS_QOS, retain=True),
+            on_connected=lambda gen: self._events.put(("connected", gen)),
+            on_disconnected=lambda gen: self._events.put(("disconnected", gen)),
+            on_published=lambda gen, mid, rc: self._events.put(("published", gen, mid, rc)),
+            client_factory=client_factory,
+            max_inflight=self._max_inflight,
+        )
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._pump: threading.Thread | None = None
+        # pump-thread state
+        self._gen: int | None = None
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._cursor = 0  # highest seq handed to paho in this session
+        # counters (ints are updated atomically enough under the GIL; read by stats())
+        self._published = 0
+        self._acked = 0
+        self._rejected = 0
+        self._health_published = 0
+        self._health_dropped = 0
+        self._inflight_count = 0
+        self._last_error: str | None = None
+
+    # -- AlertSink ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; returns at once (alerts spool until connected)."""
+        if self._pump is not None:
+            return
+        self._pump = threading.Thread(target=self._run_pump, name="vigil-mqtt-pump", daemon=True)
+        self._pump.start()
+        self._conn.start()
+        depth = self.spool.depth()
+        if depth:
+            log.info("mqtt: %d alert(s) waiting in the spool from before; they go first", depth)
+
+    def publish_alert(self, payload: dict[str, Any]) -> None:
+        """Spool (durable on return), then let the pump publish it in order."""
+        try:
+            seq = self.spool.append(self.alert_topic, payload)
+        except VigilInputError as exc:
+            # The disk failed us: still try to get this one out, but say so loudly.
+            self._last_error = str(exc)
+            log.error("mqtt: alert not spooled, publishing without a safety net: %s", exc)
+            self._events.put(("direct", json.dumps(payload, separators=(",", ":"))))
+            return
+        log.info("mqtt: alert seq %d (%s %s) spooled", seq, payload.get("phase", "?"), payload.get("event_id", "?"))
+        self._events.put(("wake",))
+
+    def publish_health(self, payload: dict[str, Any]) -> None:
+        """QoS 0, not spooled: a stale health report is worth nothing after an outage."""
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+        if self._conn.publish(self.health_topic, text, qos=C.HEALTH_QOS) is None:
+            self._health_dropped += 1
+        else:
+            self._health_published += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health; ``last_error`` is one line or None."""
+        return {
+            "connected": int(self._conn.connected),
+            "published": self._published,
+            "acked": self._acked,
+            "rejected": self._rejected,
+            "inflight": self._inflight_count,
+            "spool_depth": self.spool.depth(),
+            "spool_dropped": self.spool.dropped,
+            "reconnects": self._conn.reconnects,
+            "connect_failures": self._conn.connect_failures,
+            "health_published": self._health_published,
+            "health_dropped": self._health_dropped,
+            "last_error": self._conn.last_error or self._last_error,
+        }
+
+    def stop(self, timeout: float = C.STOP_TIMEOUT_S) -> None:
+        """Wait briefly for in-flight PUBACKs, publish retained ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout
+        self.wait_idle(timeout / 2)
+        self._conn.stop(
+            timeout=max(0.2, deadline - time.monotonic()),
+            final=Will(self.status_topic, C.STATUS_OFFLINE, qos=C.STATUS_QOS, retain=True),
+        )
+        if self._pump is not None:
+            self._events.put(("stop",))
+            self._pump.join(max(0.2, deadline - time.monotonic()))
+            self._pump = None
+        log.info("mqtt: sink stopped (%d alert(s) left in the spool)", self.spool.depth())
+
+    # -- extras for the service and tests ----------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn.connected
+
+    @property
+    def fatal_refusal(self) -> str | None:
+        """Set while the broker refuses us for credentials/ACL reasons (retrying anyway)."""
+        return self._conn.fatal_refusal
+
+    def wait_connected(self, timeout: float) -> bool:
+        return _poll(lambda: self._conn.connected, timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is in flight and (while connected) the spool is empty."""
+        def idle() -> bool:
+            return self._inflight_count == 0 and (not self._conn.connected or self.spool.depth() == 0)
+
+        return _poll(idle, timeout)
+
+    def connect_check(self, timeout: float = 10.0) -> str | None:
+        """Connect once with a separate client id: None if accepted, else the reason (one line)."""
+        client_id = f"{self.settings.client_id_for(self.device_id)}-check"[:128]
+        return connect_check(self.settings, client_id, timeout, self._factory)
+
+    # -- pump thread ------------------------------------------------------------------------
+
+    def _run_pump(self) -> None:
+        while True:
+            event = self._events.get()
+            if event[0] == "stop":
+                return
+            try:
+                self._handle(event)
+                self._fill()
+            except Exception as exc:  # a failing disk must not kill delivery for good
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.error("mqtt: pump error: %s", self._last_error)
+                time.sleep(0.5)
+                self._events.put(("wake",))
+
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "connected":
+            self._gen, self._cursor = event[1], 0
+            self._set_inflight({})
+            self._conn.publish(self.status_topic, C.STATUS_ONLINE, qos=C.STATUS_QOS, retain=True, gen=self._gen)
+        elif kind == "disconnected" and event[1] == self._gen:
+            # Whatever was in flight is re-sent from the spool on the next session.
+            self._gen, self._cursor = None, 0
+            self._set_inflight({})
+        elif kind == "published":
+            self._on_puback(*event[1:])
+        elif kind == "direct":
+            self._conn.publish(self.alert_topic, event[1], qos=C.ALERT_QOS)
+
+    def _on_puback(self, gen: int, mid: int, rc: int) -> None:
+        if gen != self._gen or mid not in self._inflight:
+            return  # the status message, or a late ack of an old session
+        seq = self._inflight.pop(mid)
+        self._inflight_count = len(self._inflight)
+        if rc >= 0x80:
+            self._rejected += 1
+            self._last_error = f"broker rejected alert seq {seq}: {describe_reason(rc)}"
+            log.error("mqtt: %s (kept in the spool)", self._last_error)
+            return
+        self.spool.ack(seq)
+        self._acked += 1
+        log.info("mqtt: alert seq %d acknowledged by the broker", seq)
+
+    def _fill(self) -> None:
+        """Top the in-flight window up with the next spooled alerts, oldest first."""
+        if self._gen is None:
+            return
+        room = self._max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        sent: list[int] = []
+        for msg in self.spool.pending(room, after=self._cursor):
+            mid = self._conn.publish(msg.topic, msg.payload, qos=C.ALERT_QOS, gen=self._gen)
+            if mid is None:
+                break  # connection just went; the disconnect event resets the cursor
+            self._inflight[mid] = msg.seq
+            self._cursor = msg.seq
+            self._published += 1
+            sent.append(msg.seq)
+        self._inflight_count = len(self._inflight)
+        self.spool.mark_attempt(sent)
+
+    def _set_inflight(self, value: dict[int, int]) -> None:
+        self._inflight = value
+        self._inflight_count = len(value)
+
+
+def _poll(condition: Any, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)

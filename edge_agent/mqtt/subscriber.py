@@ -1,0 +1,149 @@
+"""The subscriber side used by ``vigil alerts``: receive, dedupe, hand over in order.
+
+Subscribes (QoS 1) to ``<root>/<device|+>/alert`` and ``<root>/<device|+>/status``
+and re-subscribes after every reconnect. Messages are queued for the caller's
+thread (:meth:`AlertSubscriber.get`). Alerts are at-least-once, so duplicates
+(same ``device_id``, ``event_id``, ``phase``, ``seq``) are dropped here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.mqtt import constants as C
+from edge_agent.mqtt.connection import ClientFactory, MqttConnection
+from edge_agent.mqtt.settings import MqttSettings, validate_device_id, validate_topic_prefix
+
+log = logging.getLogger("vigil.mqtt.subscriber")
+
+
+@dataclass(frozen=True)
+class Received:
+    kind: str  # "alert", "status" or "invalid"
+    topic: str
+    device: str
+    payload: dict[str, Any] | None  # the alert JSON
+    text: str  # raw text (status value, or why it is invalid)
+
+
+class Deduper:
+    """Remembers the last ``size`` alert keys; ``seen`` is True for a repeat."""
+
+    def __init__(self, size: int = 10000) -> None:
+        self._keys: set[tuple[Any, ...]] = set()
+        self._order: deque[tuple[Any, ...]] = deque()
+        self._size = size
+
+    def seen(self, payload: dict[str, Any]) -> bool:
+        key = (payload.get("device_id"), payload.get("event_id"), payload.get("phase"), payload.get("seq"))
+        if key in self._keys:
+            return True
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self._size:
+            self._keys.discard(self._order.popleft())
+        return False
+
+
+def topic_filters(root: str = C.DEFAULT_ROOT_PREFIX, device: str | None = None) -> tuple[str, str]:
+    """(alert filter, status filter) for the default layout ``<root>/<device>/...``."""
+    validate_topic_prefix(root, "--prefix")
+    if device is not None:
+        validate_device_id(device, "--device")
+    middle = device or "+"
+    root = root.rstrip("/")
+    return f"{root}/{middle}/{C.ALERT_TOPIC}", f"{root}/{middle}/{C.STATUS_TOPIC}"
+
+
+class AlertSubscriber:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        root: str = C.DEFAULT_ROOT_PREFIX,
+        device: str | None = None,
+        client_factory: ClientFactory | None = None,
+    ) -> None:
+        self.alert_filter, self.status_filter = topic_filters(root, device)
+        client_id = settings.client_id or f"vigil-alerts-{uuid.uuid4().hex[:12]}"
+        self._queue: queue.Queue[Received] = queue.Queue()
+        self._dedupe = Deduper()
+        self.duplicates = 0
+        self.subscribed = threading.Event()  # set once the alert subscription is acknowledged
+        self._alert_mid: int | None = None
+        self._conn = MqttConnection(
+            settings,
+            client_id,
+            on_connected=self._on_connected,
+            on_message=self._on_message,
+            on_subscribed=self._on_subscribed,
+            client_factory=client_factory,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._conn.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self._conn.last_error
+
+    @property
+    def fatal_refusal(self) -> str | None:
+        """Set when the broker refused us for a reason retrying cannot fix."""
+        return self._conn.fatal_refusal
+
+    @property
+    def where(self) -> str:
+        return self._conn.where
+
+    def start(self) -> None:
+        self._conn.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._conn.stop(timeout)
+
+    def get(self, timeout: float) -> Received | None:
+        """The next new alert or status message, or None after ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+    def _on_connected(self, _gen: int) -> None:
+        # Status first: its retained value tells who is online right now.
+        # (SUBACKs are handled on this same paho thread, so _alert_mid is set in time.)
+        self._conn.subscribe(self.status_filter, qos=1)
+        self._alert_mid = self._conn.subscribe(self.alert_filter, qos=1)
+
+    def _on_subscribed(self, _gen: int, mid: int) -> None:
+        if mid == self._alert_mid:
+            self.subscribed.set()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        device = parts[-2] if len(parts) >= 2 else "?"
+        text = payload.decode("utf-8", errors="replace")
+        if parts[-1] == C.STATUS_TOPIC:
+            self._queue.put(Received("status", topic, device, None, text.strip()))
+            return
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            log.warning("alerts: ignoring a message on %s that is not alert JSON: %s", topic, exc)
+            self._queue.put(Received("invalid", topic, device, None, str(exc)))
+            return
+        if self._dedupe.seen(data):
+            self.duplicates += 1
+            log.info("alerts: duplicate seq %s from %s dropped", data.get("seq"), device)
+            return
+        self._queue.put(Received("alert", topic, device, data, text))

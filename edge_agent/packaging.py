@@ -1,0 +1,231 @@
+"""``vigil package``: one DEVICE.tar.gz with everything a device needs.
+
+Contents (under one top directory named after the archive)::
+
+    vigil_edge-<version>-py3-none-any.whl   this project, built here with the stdlib
+    <bundle>.vigil                          the model bundle (verified before packing)
+    agent.toml                              the profile, bundle.path -> the installed bundle
+    vigil-agent.service                     the systemd unit
+    install.sh                              venv with only the edge extra, files, enable
+
+The wheel is assembled directly (zip + dist-info from ``pyproject.toml``)
+instead of running ``pip wheel``: it needs no network, no build isolation, no
+``build/`` litter in the source tree, and takes well under a second. It is a
+plain pure-Python wheel (``py3-none-any``) that pip installs like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.bundle import load_bundle
+from edge_agent.config import load_config, read_toml
+from edge_agent.errors import VigilInputError
+
+INSTALL_PREFIX = "/opt/vigil"
+CONFIG_DIR = "/etc/vigil"
+STATE_DIR = "/var/lib/vigil"
+CONFIG_NAME = "agent.toml"
+UNIT_NAME = "vigil-agent.service"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_SKIP_PARTS = {"__pycache__"}
+_SKIP_SUFFIXES = {".pyc", ".pyo"}
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    path: Path
+    size: int
+    members: list[str]
+
+
+def project_root() -> Path:
+    """The source tree this ``edge_agent`` was imported from (needs ``pyproject.toml``)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise VigilInputError("vigil package runs from a source checkout (pyproject.toml not found next to "
+                              f"{root / 'edge_agent'})")
+    return root
+
+
+def shipped_unit() -> Path:
+    return project_root() / "firmware_configs" / "systemd" / UNIT_NAME
+
+
+# --------------------------------------------------------------------------- wheel
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def _requirement(req: str, extra: str | None) -> str:
+    if extra is None:
+        return req
+    name, sep, marker = req.partition(";")
+    if sep:
+        return f'{name.strip()}; ({marker.strip()}) and extra == "{extra}"'
+    return f'{name.strip()}; extra == "{extra}"'
+
+
+def _metadata(project: dict[str, Any]) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {project['name']}", f"Version: {project['version']}"]
+    if project.get("description"):
+        lines.append(f"Summary: {project['description']}")
+    if project.get("requires-python"):
+        lines.append(f"Requires-Python: {project['requires-python']}")
+    license_text = project.get("license", {}).get("text") if isinstance(project.get("license"), dict) else None
+    if license_text:
+        lines.append(f"License: {license_text}")
+    lines.extend(f"Requires-Dist: {_requirement(r, None)}" for r in project.get("dependencies", []))
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines.extend(f"Requires-Dist: {_requirement(r, extra)}" for r in reqs)
+    return "\n".join(lines) + "\n"
+
+
+def _package_files(root: Path, patterns: list[str]) -> list[Path]:
+    """Files of the top-level packages matching setuptools ``include`` patterns."""
+    tops = sorted(p for p in root.iterdir() if p.is_dir() and (p / "__init__.py").is_file()
+                  and any(re.fullmatch(pat.replace("*", ".*"), p.name) for pat in patterns))
+    files = []
+    for top in tops:
+        for file in sorted(top.rglob("*")):
+            rel = file.relative_to(root)
+            if file.is_file() and not _SKIP_PARTS.intersection(rel.parts) and file.suffix not in _SKIP_SUFFIXES:
+                files.append(rel)
+    return files
+
+
+def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
+    """Write ``<name>-<version>-py3-none-any.whl`` of the project into ``out_dir``."""
+    root = root or project_root()
+    pyproject = read_toml(root / "pyproject.toml")
+    project = pyproject["project"]
+    dist = re.sub(r"[-_.]+", "_", project["name"]).lower()
+    dist_info = f"{dist}-{project['version']}.dist-info"
+    patterns = pyproject.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {}).get(
+        "include", ["edge_agent*"])
+    entries: list[tuple[str, bytes]] = [(str(rel.as_posix()), (root / rel).read_bytes())
+                                        for rel in _package_files(root, patterns)]
+    scripts = project.get("scripts", {})
+    entries.append((f"{dist_info}/METADATA", _metadata(project).encode()))
+    entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: vigil-package\n"
+                    b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    if scripts:
+        text = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
+        entries.append((f"{dist_info}/entry_points.txt", text.encode()))
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in entries)
+    record += f"{dist_info}/RECORD,,\n"
+    entries.append((f"{dist_info}/RECORD", record.encode()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel = out_dir / f"{dist}-{project['version']}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return wheel
+
+
+# --------------------------------------------------------------------------- config rewrite
+
+
+def rewrite_bundle_path(text: str, new_path: str) -> str:
+    """Set ``[bundle] path`` in TOML text, keeping everything else (comments included)."""
+    lines = text.splitlines()
+    section, header_at, replaced = None, None, False
+    new_line = f'path = "{new_path}"  # set by vigil package'
+    for i, line in enumerate(lines):
+        header = re.match(r"\s*\[\s*([^\]\s]+)\s*\]\s*(#.*)?$", line)
+        if header:
+            section = header.group(1)
+            if section == "bundle":
+                header_at = i
+            continue
+        if section == "bundle" and re.match(r"\s*path\s*=", line):
+            lines[i], replaced = new_line, True
+    if not replaced:
+        if header_at is None:
+            lines += ["", "[bundle]"]
+            header_at = len(lines) - 1
+        lines.insert(header_at + 1, new_line)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- archive
+
+
+def install_script(bundle_name: str, wheel_name: str) -> str:
+    template = (project_root() / "firmware_configs" / "install.sh.in").read_text(encoding="utf-8")
+    return (template.replace("@BUNDLE@", bundle_name).replace("@WHEEL@", wheel_name)
+            .replace("@PREFIX@", INSTALL_PREFIX).replace("@CONFIG_DIR@", CONFIG_DIR)
+            .replace("@STATE_DIR@", STATE_DIR).replace("@CONFIG_NAME@", CONFIG_NAME)
+            .replace("@UNIT@", UNIT_NAME))
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _top_name(out: Path) -> str:
+    name = out.name
+    for suffix in (".tar.gz", ".tgz"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] or "vigil-device"
+    return out.stem or "vigil-device"
+
+
+def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = None) -> PackageResult:
+    """Verify bundle and config, build the wheel, write DEVICE.tar.gz."""
+    bundle, config, out = Path(bundle), Path(config), Path(out)
+    load_bundle(bundle)  # refuse to ship a damaged bundle
+    # Keys, types and ranges are checked here; secrets, TLS files and the sensor
+    # exist only on the device, where install.sh runs check-config again.
+    load_config(config, check_bundle=False, check_files=False)
+    unit = Path(unit) if unit is not None else shipped_unit()
+    if not unit.is_file():
+        raise VigilInputError("unit file not found", file=str(unit))
+    installed_bundle = f"{STATE_DIR}/{bundle.name}"
+    toml_text = rewrite_bundle_path(config.read_text(encoding="utf-8"), installed_bundle)
+    if read_toml_text(toml_text).get("bundle", {}).get("path") != installed_bundle:
+        raise VigilInputError("could not rewrite bundle.path", file=str(config), key="bundle.path")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vigil-wheel-") as tmp:
+        wheel = build_wheel(Path(tmp))
+        top = _top_name(out)
+        files: list[tuple[str, bytes, int]] = [
+            (wheel.name, wheel.read_bytes(), 0o644),
+            (bundle.name, bundle.read_bytes(), 0o644),
+            (CONFIG_NAME, toml_text.encode(), 0o644),
+            (UNIT_NAME, unit.read_bytes(), 0o644),
+            ("install.sh", install_script(bundle.name, wheel.name).encode(), 0o755),
+        ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for name, data, mode in files:
+            _add(tar, f"{top}/{name}", data, mode)
+    return PackageResult(out, out.stat().st_size, [f"{top}/{name}" for name, _, _ in files])
+
+
+def read_toml_text(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads(text)

@@ -1,0 +1,187 @@
+"""Bad samples and gaps between the source and the window buffer.
+
+:class:`SampleQuality` looks at every :class:`~edge_agent.sources.base.SampleBlock`
+once (vectorised, no per-sample Python) and returns the rows the agent may push
+into its :class:`~edge_agent.core.windowing.WindowBuffer`, split into *runs*:
+
+.. code-block:: python
+
+    for run in quality.clean(block):
+        if run.reset_before:
+            buffer.reset()
+        for i in range(len(run.values)):
+            window = buffer.push(run.values[i])
+            if window is not None:
+                score(window, time=run.timestamps[i])
+
+A sample is **bad** when any value is NaN/inf, outside ``valid_range`` (inclusive
+``(lo, hi)``, same for every feature; None = no range check), or the source
+marked it invalid (``block.valid``). Policies:
+
+- ``"skip"``: bad samples are dropped and the buffer is reset before the next
+  good one, so no scored window ever contains a bad sample or straddles a hole.
+- ``"hold"``: each bad value is replaced by the last good value of its feature
+  (a NaN in one axis keeps the other axes); a sample with nothing to hold yet
+  (start of the stream) is dropped.
+
+A **gap** (``block.gap_before > 0``, or, when the rate is known, consecutive
+timestamps more than 1.5 periods apart) resets the buffer under both policies:
+holding one value across many lost samples would invent data.
+
+Counters (:meth:`SampleQuality.counters`, for the health message):
+``bad_samples`` (samples that failed a check), ``held_samples`` (repaired by
+hold), ``dropped_samples`` (bad samples not pushed), ``gaps``, ``window_resets``.
+A source's own ``stats.bad_samples`` counts lines it could not parse; those
+arrive here as ``valid=False`` rows and are counted again in ``bad_samples``:
+report this counter as the health ``bad_samples``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_agent.errors import VigilInputError
+from edge_agent.sources.base import SampleBlock
+
+POLICIES = ("skip", "hold")
+#: Keys of the agent TOML's ``[quality]`` table and their defaults.
+QUALITY_DEFAULTS: dict[str, Any] = {"policy": "skip", "valid_range": []}
+QUALITY_HELP: dict[str, str] = {
+    "policy": '"skip": drop bad samples and restart the window after them; '
+              '"hold": replace a bad value by the last good value of that feature',
+    "valid_range": "[lo, hi]: values outside (any feature) are bad samples; [] = no range check",
+}
+
+
+@dataclass
+class CleanRun:
+    """Consecutive good rows; reset the window buffer first when ``reset_before``."""
+
+    values: np.ndarray      # float32 [k, features]
+    timestamps: np.ndarray  # float64 [k]
+    reset_before: bool
+
+
+class SampleQuality:
+    """Checks blocks and applies the bad-sample policy; see the module docstring."""
+
+    def __init__(self, n_features: int, valid_range: tuple[float, float] | None = None,
+                 policy: str = "skip", rate_hz: float | None = None) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if valid_range is not None and not float(valid_range[0]) < float(valid_range[1]):
+            raise ValueError(f"valid_range needs lo < hi, got {valid_range}")
+        self.n_features = int(n_features)
+        self.valid_range = None if valid_range is None else (float(valid_range[0]), float(valid_range[1]))
+        self.policy = policy
+        self.max_step = 1.5 / float(rate_hz) if rate_hz else None
+        self._last_good = np.full(self.n_features, np.nan, dtype=np.float32)
+        self._last_time: float | None = None
+        self._reset_pending = False  # bad samples dropped at the end of the previous block
+        self.bad_samples = 0
+        self.held_samples = 0
+        self.dropped_samples = 0
+        self.gaps = 0
+        self.window_resets = 0
+
+    def counters(self) -> dict[str, int]:
+        return {"bad_samples": self.bad_samples, "held_samples": self.held_samples,
+                "dropped_samples": self.dropped_samples, "gaps": self.gaps,
+                "window_resets": self.window_resets}
+
+    def clean(self, block: SampleBlock) -> list[CleanRun]:
+        """Runs of rows to push; usually exactly one, the block itself."""
+        k = len(block)
+        if k == 0:
+            return []
+        values = np.asarray(block.values, dtype=np.float32).reshape(k, self.n_features)
+        stamps = np.asarray(block.timestamps, dtype=np.float64)
+        gap_at = self._gaps(block, stamps)
+        bad = self._bad_values(values, block.valid)
+        bad_rows = bad.any(axis=1)
+        self.bad_samples += int(bad_rows.sum())
+        if self.policy == "hold":
+            if bad_rows.any():
+                values, bad_rows = self._hold(values, bad)
+            else:
+                self._last_good = values[-1].copy()
+        # A reset is due before row i when a gap precedes it or dropped rows do.
+        reset = gap_at | np.concatenate([[self._reset_pending], bad_rows[:-1]])
+        self._reset_pending = bool(bad_rows[-1])
+        self.dropped_samples += int(bad_rows.sum())
+        runs = self._runs(values, stamps, ~bad_rows, reset)
+        self.window_resets += sum(run.reset_before for run in runs)
+        return runs
+
+    # ------------------------------------------------------------------ internals
+
+    def _gaps(self, block: SampleBlock, stamps: np.ndarray) -> np.ndarray:
+        gap_at = np.zeros(len(stamps), dtype=bool)
+        if block.gap_before > 0:
+            gap_at[0] = True
+        if self.max_step is not None:
+            prev = np.concatenate([[stamps[0] if self._last_time is None else self._last_time], stamps[:-1]])
+            gap_at |= (stamps - prev) > self.max_step
+        self._last_time = float(stamps[-1])
+        self.gaps += int(gap_at.sum())
+        return gap_at
+
+    def _bad_values(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        bad = ~np.isfinite(values)
+        if self.valid_range is not None:
+            lo, hi = self.valid_range
+            with np.errstate(invalid="ignore"):
+                bad |= (values < lo) | (values > hi)
+        if valid is not None:
+            bad |= ~np.asarray(valid, dtype=bool)[:, None]
+        return bad
+
+    def _hold(self, values: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward-fill each feature from its last good value (also across blocks)."""
+        k = values.shape[0]
+        source_row = np.where(~bad, np.arange(k)[:, None], -1)
+        source_row = np.maximum.accumulate(source_row, axis=0)
+        filled = np.take_along_axis(values, np.maximum(source_row, 0), axis=0)
+        filled = np.where(source_row >= 0, filled, self._last_good[None, :]).astype(np.float32)
+        unrepaired = np.isnan(filled).any(axis=1)  # nothing good seen yet for some feature
+        self.held_samples += int((bad.any(axis=1) & ~unrepaired).sum())
+        self._last_good = filled[-1].copy()  # forward-filled: the newest good value per feature
+        return filled, unrepaired
+
+    @staticmethod
+    def _runs(values: np.ndarray, stamps: np.ndarray, keep: np.ndarray, reset: np.ndarray) -> list[CleanRun]:
+        if keep.all() and not reset[1:].any():  # the common case: the block as it is
+            return [CleanRun(values, stamps, bool(reset[0]))]
+        kept = np.flatnonzero(keep)
+        if kept.size == 0:
+            return []
+        # A kept row starts a new run when a reset happened since the previous kept
+        # row (dropped rows pass their reset on to the next kept row).
+        resets_so_far = np.cumsum(reset)
+        before = np.concatenate([[0], resets_so_far[kept[:-1]]])
+        flags = (resets_so_far[kept] - before) > 0
+        starts = np.union1d([0], np.flatnonzero(flags))
+        ends = np.append(starts[1:], kept.size)
+        return [CleanRun(values[kept[a:b]], stamps[kept[a:b]], bool(flags[a])) for a, b in zip(starts, ends)]
+
+
+def make_quality(section: dict[str, Any], *, n_features: int, rate_hz: float | None,
+                 key_prefix: str = "quality") -> SampleQuality:
+    """Build from the ``[quality]`` TOML table; bad keys -> VigilInputError(key=...)."""
+    for key in section:
+        if key not in QUALITY_DEFAULTS:
+            raise VigilInputError(f"unknown key; allowed: {', '.join(QUALITY_DEFAULTS)}", key=f"{key_prefix}.{key}")
+    policy = section.get("policy", QUALITY_DEFAULTS["policy"])
+    if policy not in POLICIES:
+        raise VigilInputError(f'must be "skip" or "hold", got {policy!r}', key=f"{key_prefix}.policy")
+    rng = section.get("valid_range", QUALITY_DEFAULTS["valid_range"])
+    if not isinstance(rng, (list, tuple)) or len(rng) not in (0, 2) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng):
+        raise VigilInputError(f"must be [] or [lo, hi] (numbers), got {rng!r}", key=f"{key_prefix}.valid_range")
+    if len(rng) == 2 and not float(rng[0]) < float(rng[1]):
+        raise VigilInputError(f"needs lo < hi, got {list(rng)}", key=f"{key_prefix}.valid_range")
+    valid_range = (float(rng[0]), float(rng[1])) if rng else None
+    return SampleQuality(n_features, valid_range=valid_range, policy=policy, rate_hz=rate_hz)

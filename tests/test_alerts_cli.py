@@ -1,0 +1,92 @@
+"""``vigil alerts`` as a subprocess against a real mosquitto and a real MqttSink."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.alerts import EventPhase
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.sink import MqttSink
+from edge_agent.spool import AlertSpool
+from tests.broker import MosquittoBroker, broker, free_port, require_mosquitto  # noqa: F401 (fixture)
+from tests.test_mqtt_sink import FAST, make_alert
+
+REPO = Path(__file__).resolve().parents[1]
+VIGIL = [sys.executable, "-c", "from edge_agent.cli import main; main()"]
+
+
+def run_alerts(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen([*VIGIL, "alerts", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=full_env)
+
+
+@pytest.mark.broker
+def test_vigil_alerts_shows_and_writes_alerts_without_duplicates(broker: MosquittoBroker, tmp_path: Path) -> None:
+    out = tmp_path / "seen" / "alerts.jsonl"
+    proc = run_alerts("--host", broker.host, "--port", str(broker.port), "--device", "dev1", "--out", str(out),
+                      "--count", "3", "--timeout", "60")
+    assert proc.stderr is not None
+    ready = proc.stderr.readline()  # printed once the alert subscription is acknowledged
+    assert "listening on vigil/dev1/alert" in ready, ready
+
+    sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, **FAST), "dev1", AlertSpool(tmp_path / "spool.db"))
+    sink.start()
+    try:
+        sink.publish_alert(make_alert(1))
+        assert sink.wait_idle(15)
+        # a re-send after a crash looks exactly like this: same payload, same seq
+        dup = {**make_alert(1), "seq": 1}
+        client = paho.Client(CallbackAPIVersion.VERSION2)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        client.publish("vigil/dev1/alert", json.dumps(dup), qos=1).wait_for_publish(10)
+        client.publish("vigil/other/alert", json.dumps({**make_alert(5, device="other"), "seq": 1}), qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        sink.publish_alert(make_alert(1, EventPhase.CLOSE))
+        sink.publish_alert(make_alert(2))
+        stdout, stderr = proc.communicate(timeout=60)
+        assert sink.wait_idle(15) and sink.stats()["spool_depth"] == 0
+    finally:
+        sink.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(a["seq"], a["phase"], a["device_id"]) for a in lines] == [(1, "open", "dev1"), (2, "close", "dev1"), (3, "open", "dev1")]
+    shown = [line for line in stdout.splitlines() if not line.startswith("status ")]
+    assert len(shown) == 3
+    assert " dev1 OPEN  event 00000000 seq 1 " in shown[0] and "top ax:0.60" in shown[0]
+    assert "CLOSE" in shown[1]
+    assert "status dev1 online" in stdout
+
+
+@pytest.mark.broker
+def test_vigil_alerts_wrong_password_exits_2_with_one_line(tmp_path: Path) -> None:
+    require_mosquitto()
+    with MosquittoBroker(tmp_path / "b", users={"viewer": "right"}) as b:
+        proc = run_alerts("--host", b.host, "--port", str(b.port), "--username", "viewer", "--password-env",
+                          "VIGIL_TEST_PW", "--timeout", "30", env={"VIGIL_TEST_PW": "wrong"})
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vigil alerts: ")
+    assert "bad username or password" in lines[0] or "not authorized" in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_vigil_alerts_times_out_with_exit_1_when_count_not_reached() -> None:
+    proc = run_alerts("--host", "127.0.0.1", "--port", str(free_port()), "--count", "1", "--timeout", "1")
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "connection refused" in stderr
+    assert "timed out after 1 s with 0 of 1 alert(s)" in stderr

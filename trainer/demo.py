@@ -1,0 +1,191 @@
+"""``vigil demo``: the whole product on synthetic vibration data, offline, in a few minutes.
+
+1. data      a 3-axis vibration recording of a rotating machine (1 kHz, 30 s):
+             the first 40 % is normal and is the training part; the rest holds
+             injected faults (bearing impacts, growing imbalance, spikes, a
+             flat-lined axis) whose row ranges go into ``labels.csv``.
+2. train     LSTM autoencoder on the normal part (``trainer.fit``).
+3. evaluate  metrics, plots and the HTML report on the faulty part.
+4. convert   TFLite bundle, every quantization mode checked for parity.
+5. agent     the faulty part replayed through the device's own service loop
+             (``edge_agent.service``) into ``alerts.jsonl``: no broker needed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.sources.synthetic import AXES, generate_vibration
+
+RATE_HZ = 1000.0
+N_ROWS = 30_000
+TRAIN_SHARE = 0.4  # generate_vibration keeps the first 40 % free of faults
+START_EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the recording's first timestamp
+# Demo training settings: the trainer's defaults with a coarser hop and fewer
+# epochs, so that the whole demo stays within a few minutes on two cores.
+DEMO_WINDOW = 64
+DEMO_HOP = 4
+DEMO_EPOCHS = 15
+# The device scores every DEMO_HOP rows (250 windows/s): an event needs 3 of 5
+# anomalous windows to open and 25 normal windows (0.1 s) to close, so one
+# fault is one event rather than a burst of one-window events.
+ALERT_POLICY = {"k": 3, "n": 5, "m": 25, "cooldown": 0}
+
+
+@dataclass
+class DemoPaths:
+    root: Path
+    data: Path = field(init=False)
+    labels: Path = field(init=False)
+    run: Path = field(init=False)
+    evaluation: Path = field(init=False)
+    bundle: Path = field(init=False)
+    agent_config: Path = field(init=False)
+    alerts: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data = self.root / "vibration.csv"
+        self.labels = self.root / "labels.csv"
+        self.run = self.root / "run"
+        self.evaluation = self.root / "run" / "eval"
+        self.bundle = self.root / "demo.vigil"
+        self.agent_config = self.root / "agent.toml"
+        self.alerts = self.root / "alerts.jsonl"
+
+
+def write_demo_data(paths: DemoPaths, seed: int = 0) -> tuple[int, list[tuple[int, int]]]:
+    """Write ``vibration.csv`` (timestamp,x,y,z) and ``labels.csv`` (start,end inclusive)."""
+    values, faults = generate_vibration(N_ROWS, rate_hz=RATE_HZ, seed=seed, faults=True)
+    stamps = START_EPOCH_S + np.arange(N_ROWS) / RATE_HZ
+    paths.root.mkdir(parents=True, exist_ok=True)
+    table = np.column_stack([stamps, values])
+    header = "timestamp," + ",".join(AXES)
+    np.savetxt(paths.data, table, delimiter=",", header=header, comments="", fmt=["%.3f"] + ["%.6f"] * 3)
+    lines = ["start,end"] + [f"{start},{end}" for start, end in faults]
+    paths.labels.write_text("\n".join(lines) + "\n")
+    return int(TRAIN_SHARE * N_ROWS), faults
+
+
+def agent_config_text(paths: DemoPaths, train_end: int) -> str:
+    """The agent's TOML for replaying the faulty part into a JSONL file."""
+    policy = "\n".join(f"{key} = {value}" for key, value in ALERT_POLICY.items())
+    return f"""# Written by `vigil demo`: replay the faulty part of the demo recording
+# through the agent as fast as it can score, alerts into a JSONL file.
+[device]
+id = "demo-pump"
+
+[bundle]
+path = "{paths.bundle.name}"
+
+[source]
+kind = "replay"
+path = "{paths.data.name}"
+rows = "{train_end}:"
+pace = "fast"
+
+[alerts]
+{policy}
+
+[sinks]
+jsonl = "{paths.alerts.name}"
+"""
+
+
+def run_demo(out: str | Path = "demo_out", seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every step; returns a summary dict (also written to ``out/summary.json``)."""
+    paths = DemoPaths(Path(out))
+    started = time.monotonic()
+    summary: dict[str, Any] = {"out": str(paths.root)}
+
+    echo(f"[1/5] data: {N_ROWS} rows of 3-axis vibration at {RATE_HZ:g} Hz -> {paths.data}")
+    train_end, faults = write_demo_data(paths, seed)
+    summary["faults"] = [list(f) for f in faults]
+
+    echo(f"[2/5] train: LSTM autoencoder on rows 0:{train_end} (normal)")
+    summary["train"] = _train(paths, train_end, seed, echo)
+
+    echo(f"[3/5] evaluate on rows {train_end}:{N_ROWS} against {len(faults)} labeled faults")
+    summary["evaluate"] = _evaluate(paths, train_end, echo)
+
+    echo("[4/5] convert: TFLite bundle, every quantization mode parity-checked")
+    summary["convert"] = _convert(paths, echo)
+
+    echo("[5/5] agent: replay the faulty part through the device's service loop")
+    summary["agent"] = _agent(paths, train_end)
+
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    (paths.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    echo(render_summary(summary, paths))
+    return summary
+
+
+def _train(paths: DemoPaths, train_end: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    from trainer.fit import TrainConfig, run_train
+
+    cfg = TrainConfig(
+        data=paths.data, out=paths.run, train_rows=(0, train_end), window=DEMO_WINDOW, hop=DEMO_HOP,
+        epochs=DEMO_EPOCHS, seed=seed, echo=echo,
+    )
+    run = run_train(cfg)
+    threshold = run.meta["threshold"]
+    return {"threshold": threshold["value"], "strategy": threshold["strategy"],
+            "epochs": run.meta["training"].get("epochs_run")}
+
+
+def _evaluate(paths: DemoPaths, train_end: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    from trainer.evaluate import run_evaluate
+
+    metrics = run_evaluate(paths.run, paths.data, paths.labels, rows=(train_end, None), out=paths.evaluation)
+    out: dict[str, Any] = {"report": str(paths.evaluation / "report.html")}
+    for name, model in metrics.get("models", {}).items():
+        event = model.get("event", {})
+        out[name] = {"event_f1": event.get("f1"), "event_recall": event.get("recall"),
+                     "false_events": event.get("fp"), "pr_auc": model.get("pr_auc")}
+    return out
+
+
+def _convert(paths: DemoPaths, echo: Callable[[str], None]) -> dict[str, Any]:
+    from converter.convert import ConvertConfig, run_convert
+
+    result = run_convert(ConvertConfig(run=paths.run, out=paths.bundle), echo=echo)
+    return {"bundle": str(result.bundle_path), "mode": result.mode}
+
+
+def _agent(paths: DemoPaths, train_end: int) -> dict[str, Any]:
+    from edge_agent.config import load_config
+    from edge_agent.service import AgentService
+
+    paths.agent_config.write_text(agent_config_text(paths, train_end))
+    paths.alerts.unlink(missing_ok=True)
+    code = AgentService(load_config(paths.agent_config)).run()
+    alerts = [json.loads(line) for line in paths.alerts.read_text().splitlines() if line.strip()]
+    opened = [a for a in alerts if a.get("phase") == "open"]
+    return {"exit_code": code, "alerts": len(alerts), "events": len(opened), "file": str(paths.alerts)}
+
+
+def render_summary(summary: dict[str, Any], paths: DemoPaths) -> str:
+    lines = ["", "vigil demo summary", "------------------"]
+    for name, m in summary["evaluate"].items():
+        if isinstance(m, dict):
+            lines.append(f"{name:>18}: event F1 {_fmt(m['event_f1'])}, recall {_fmt(m['event_recall'])}, "
+                         f"false events {m['false_events']}, PR-AUC {_fmt(m['pr_auc'])}")
+    agent = summary["agent"]
+    lines += [
+        f"            bundle: {summary['convert']['bundle']} ({summary['convert']['mode']})",
+        f"             agent: {agent['events']} events from {len(summary['faults'])} injected faults "
+        f"-> {agent['file']}",
+        f"            report: {summary['evaluate']['report']}",
+        f"              time: {summary['seconds']} s",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.3f}"

@@ -120,18 +120,12 @@ def sustained(child: Child, ready_pattern: str, stop_pattern: str, seconds: floa
             "kept_up": counts[0] / (streamed_s * 1000.0) if counts else None}
 
 
-def health_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if doc.get("schema", "").startswith("vigil.health"):
-            out.append(doc)
-    return out
+def last_health(path: Path) -> dict[str, Any] | None:
+    """The JSONL sink's health snapshot (``<stem>.health.json``): the agent's last health message."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def main(seconds: float, cold_runs: int) -> dict[str, Any]:
@@ -151,8 +145,7 @@ def main(seconds: float, cold_runs: int) -> dict[str, Any]:
         cfg = agent_config(folder, bundle, "realtime", debug=False)
         child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent.err")
         data["agent"] = sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds)
-        health = health_lines(folder / "alerts.jsonl")
-        data["agent_health_last"] = health[-2] if len(health) > 1 else (health[-1] if health else None)
+        data["agent_health_last"] = last_health(folder / "alerts.health.json")
         log(f"keras cold starts x{max(1, cold_runs // 2)}")
         kcold = [keras_cold_start(folder, run_dir) for _ in range(max(1, cold_runs // 2))]
         data["keras_cold"] = summarize_cold(kcold)

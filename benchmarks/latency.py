@@ -121,10 +121,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     log(f"timing edge scorer for {sorted(paths)}")
     edge = time_edge(paths, windows, rounds, per_round)
     log("timing Keras")
-    keras_t = time_keras(run_dir, windows, 100 if quick else 300)
+    keras_t = time_keras(run_dir, windows, 50 if quick else 200)
     log("timing IsolationForest")
-    iforest = time_isolation_forest(run_dir, windows, 100 if quick else 300)
+    iforest = time_isolation_forest(run_dir, windows, 100 if quick else 500)
+    from benchmarks.size import parity_by_mode
+
     data = {"reference": {"run": str(run_dir), "window": 64, "features": 3, "units": [32, 16]},
+            "parity": parity_by_mode(bundles),
             "auto_mode": bundles.get("auto", {}).get("mode"), "edge": edge,
             "keras": keras_t, "isolation_forest": iforest,
             "bundles": {m: {k: v for k, v in b.items() if k != "table"} for m, b in bundles.items()},
@@ -141,6 +144,8 @@ def render(data: dict[str, Any]) -> str:
     rows = []
     for name, s in edge.items():
         label = f"edge `{name}`" + (f" (= {data['auto_mode']})" if name == "auto" else "")
+        p = data["parity"].get(data["auto_mode"] if name == "auto" else name) or {}
+        label += "" if p.get("passed") is not False else " (fails parity)"
         rows.append((label, s["median_ms"], s["p99_ms"], kp / s["median_ms"], kc / s["median_ms"]))
     for label, s in (("Keras `model.predict(w[None])`", data["keras"]["keras_predict"]),
                      ("Keras `model(w[None])`", data["keras"]["keras_call"]),

@@ -32,6 +32,19 @@ def model_bytes(path: str) -> int:
     return len(load_bundle(path).model_bytes)
 
 
+def parity_by_mode(bundles: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Parity of every mode from the ``auto`` conversion's table (the converter's own check)."""
+    table = bundles.get("auto", {}).get("table") or {}
+    out = {}
+    for m in table.get("modes", []):
+        p = m.get("parity") or {}
+        worst = p.get("worst") or {}
+        out[m["mode"]] = {"passed": p.get("passed"), "spearman": worst.get("spearman"),
+                          "flipped_share": worst.get("flipped_share"), "status": m.get("status"),
+                          "reason": m.get("reason")}
+    return out
+
+
 def keras_params(run_dir: Path) -> int:
     from trainer.rundir import read_run
 
@@ -51,12 +64,14 @@ def main(quick: bool = False) -> dict[str, Any]:
     flops = lstm_ae_flops(WINDOW, FEATURES, UNITS)
     log(f"timing {sorted(paths)}")
     edge = time_edge(paths, test_windows(run_dir), *((5, 100) if quick else (10, 200)))
+    parity = parity_by_mode(bundles)
     modes = {}
     for mode, path in paths.items():
         lat = edge["latency"][mode]
         rate = flops["total"] / (lat["median_ms"] / 1e3) / 1e9
         modes[mode] = {"bundle_bytes": Path(path).stat().st_size, "model_bytes": model_bytes(path),
                        "resolved_mode": bundles[mode].get("mode"), "median_ms": lat["median_ms"],
+                       "parity": parity.get(bundles[mode].get("mode") or mode),
                        "p99_ms": lat["p99_ms"], "gflops": rate,
                        "share_of_measured_peak": rate / peak["gflops"],
                        "share_of_theoretical_peak": rate / theory["gflops"] if theory["gflops"] else None}
@@ -76,9 +91,9 @@ def render(data: dict[str, Any]) -> str:
         rows.append((label, m["bundle_bytes"], m["model_bytes"],
                      m["model_bytes"] / f32["model_bytes"] if f32 else None, m["median_ms"],
                      m["median_ms"] / f32["median_ms"] if f32 else None, m["gflops"],
-                     100 * m["share_of_measured_peak"]))
+                     100 * m["share_of_measured_peak"], _parity_cell(m.get("parity"))))
     table = md_table(["mode", "bundle bytes", "tflite bytes", "size vs float32", "median ms/window",
-                      "latency vs float32", "effective GFLOP/s", "% of 1-core peak"], rows)
+                      "latency vs float32", "effective GFLOP/s", "% of 1-core peak", "parity (worst Spearman, flipped)"], rows)
     fl = data["flops_per_window"]
     peak, theory = data["peak_measured"], data["peak_theoretical"]
     failed = "".join(f"\n- `{m}` could not be made: {e}" for m, e in data["failed_modes"].items())
@@ -89,6 +104,13 @@ def render(data: dict[str, Any]) -> str:
             f"matmul, sizes {sorted(peak['gflops_by_size'])}); theoretical {theory['gflops']:.1f} GFLOP/s "
             f"({theory['flop_per_cycle']} FLOP/cycle x {theory['mhz']:.0f} MHz base clock). The % column uses "
             f"the measured peak.{failed}\n")
+
+
+def _parity_cell(p: dict[str, Any] | None) -> str:
+    if not p or p.get("passed") is None:
+        return "n/a"
+    verdict = "pass" if p["passed"] else "**FAIL**"
+    return f"{verdict} ({p['spearman']:.4f}, {100 * p['flipped_share']:.2f}%)"
 
 
 if __name__ == "__main__":

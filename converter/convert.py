@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from converter.export import Exporter
+from converter.export import Exporter, WeightPlanner, quiet
 from converter.latency import measure_latency
 from converter.manifest import build_manifest
+from converter.mixed import plan_weights
 from converter.ops import inspect_model
 from converter.parity import Reference, check_parity, keras_reference
-from converter.quantize import AUTO, INT8, MODES, needs_calibration, parity_limits
+from converter.quantize import AUTO, FLOAT32, INT8, INT8_WEIGHTS, MODES, needs_calibration, parity_limits
 from converter.table import DROPPED, KEPT, ModeReport, render_reasons, render_table
 from converter.windows import (
     WindowSet,
@@ -39,12 +40,14 @@ from converter.windows import (
 from edge_agent.bundle import Bundle, pack_bundle, parse_bundle
 from edge_agent.errors import VigilInputError
 from edge_agent.runtime import Scorer
+from trainer.keras_backend import keras
 from trainer.rundir import RunInfo, read_run
 
 PREFERENCES = ("latency", "size")
 TIE_MARGIN = 0.10  # latencies within 10% of the fastest count as a tie
 CALIBRATION_LIMIT = 500
 PARITY_LIMIT = 400  # windows per parity set
+TUNING_WINDOWS = 64  # training windows (plus as many stressed ones) for int8-weights sensitivities
 REPORT_SUFFIX = ".conversion.json"
 
 
@@ -67,6 +70,11 @@ class ConvertConfig:
     parity_limit: int = PARITY_LIMIT
     latency_rounds: int = 5
 
+    def __post_init__(self) -> None:
+        self.run = Path(self.run)
+        self.out = Path(self.out)
+        self.calibration = None if self.calibration is None else Path(self.calibration)
+
 
 @dataclass
 class ConvertResult:
@@ -86,19 +94,12 @@ def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -
     say = (lambda _msg: None) if cfg.quiet else (echo or print)
     modes = _check_config(cfg)
     run = read_run(cfg.run)
-    model = run.load_model()
+    model = load_run_model(run)
     references, calibration, calibration_source = _prepare_windows(cfg, run, model)
     exporter = Exporter(model)
-    reports = [_convert_mode(exporter, run, mode, calibration, calibration_source) for mode in modes]
-    scorers = {r.mode: _scorer_for(run, r) for r in reports if r.usable}
-    scorers = {mode: s for mode, s in scorers.items() if s is not None}
-    for r in reports:
-        if r.mode in scorers:
-            r.parity = check_parity(scorers[r.mode], references, run.threshold, parity_limits(r.mode), r.mode)
-    if scorers:
-        timing = measure_latency(scorers, references[0].windows.raw, rounds=cfg.latency_rounds)
-        for r in reports:
-            r.latency = timing.get(r.mode)
+    planner = _weight_planner(run, model) if INT8_WEIGHTS in modes else None
+    reports = [_convert_mode(exporter, run, mode, calibration, calibration_source, planner) for mode in modes]
+    _evaluate(run, reports, references, cfg.latency_rounds)
     chosen = choose(reports, cfg.prefer)
     if chosen is None and cfg.force:
         chosen = _forced_choice(reports)
@@ -121,6 +122,29 @@ def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -
     return ConvertResult(bundle_path=cfg.out, mode=chosen.mode, table=table, reports=reports)
 
 
+def load_run_model(run: RunInfo) -> Any:
+    """The run's Keras model (TensorFlow imported quietly); a broken file is a one-line error."""
+    with quiet():  # TensorFlow's import-time C++ log lines (CUDA probing, oneDNN notes)
+        keras()
+    try:
+        return run.load_model()
+    except (OSError, ValueError, TypeError) as exc:
+        raise VigilInputError(f"cannot load the model: {_first_line(exc)}", file=str(run.model_path)) from None
+
+
+def _evaluate(run: RunInfo, reports: list[ModeReport], references: list[Reference], rounds: int) -> None:
+    """Parity (two orders) and latency of every usable mode, through the device's Scorer."""
+    scorers = {r.mode: _scorer_for(run, r) for r in reports if r.usable}
+    scorers = {mode: s for mode, s in scorers.items() if s is not None}
+    for r in reports:
+        if r.mode in scorers:
+            r.parity = check_parity(scorers[r.mode], references, run.threshold, parity_limits(r.mode), r.mode)
+    if scorers:
+        timing = measure_latency(scorers, references[0].windows.raw, rounds=rounds)
+        for r in reports:
+            r.latency = timing.get(r.mode)
+
+
 def _check_config(cfg: ConvertConfig) -> list[str]:
     if cfg.quantize != AUTO and cfg.quantize not in MODES:
         raise VigilInputError(
@@ -128,6 +152,8 @@ def _check_config(cfg: ConvertConfig) -> list[str]:
         )
     if cfg.prefer not in PREFERENCES:
         raise VigilInputError(f"unknown preference {cfg.prefer!r}; use latency or size", key="prefer")
+    if cfg.calibration is not None and not cfg.calibration.is_file():
+        raise VigilInputError("calibration file not found", file=str(cfg.calibration), key="calibration")
     if cfg.out.exists() and cfg.out.is_dir():
         raise VigilInputError("is a directory; give the bundle file name (NAME.vigil)", file=str(cfg.out))
     return list(MODES) if cfg.quantize == AUTO else [cfg.quantize]
@@ -153,12 +179,30 @@ def _prepare_windows(
     return references, calibration, source
 
 
+def _weight_planner(run: RunInfo, model: Any) -> WeightPlanner:
+    """int8-weights: per-matrix storage from sensitivities measured on training windows."""
+    fit_rows, _ = split_train_rows(run)
+    normal = evenly(raw_windows(fit_rows, run.spec), TUNING_WINDOWS).astype(np.float32)
+    tuning = WindowSet("tuning", np.concatenate([normal, stressed(normal, run.scaler)]))
+    reference = keras_reference(model, tuning, run.scaler, run.score_function, run.score_weights)
+
+    def make_scorer(model_bytes: bytes) -> Scorer:
+        return Scorer(_bundle_for(run, ModeReport(mode=FLOAT32, model_bytes=model_bytes)))
+
+    def planner(float32_bytes: bytes) -> tuple[bytes, list[str]]:
+        mixed = plan_weights(float32_bytes, make_scorer, tuning.raw, reference.keras_scores)
+        return mixed.result.model_bytes, mixed.notes()
+
+    return planner
+
+
 def _convert_mode(
-    exporter: Exporter, run: RunInfo, mode: str, calibration: np.ndarray, calibration_source: str
+    exporter: Exporter, run: RunInfo, mode: str, calibration: np.ndarray, calibration_source: str,
+    planner: WeightPlanner | None = None,
 ) -> ModeReport:
     report = ModeReport(mode=mode)
     try:
-        export = exporter.export(mode, calibration if needs_calibration(mode) else None)
+        export = exporter.export(mode, calibration if needs_calibration(mode) else None, planner)
     except Exception as exc:  # noqa: BLE001 - any converter crash just drops this mode
         report.problems.append(f"conversion failed: {type(exc).__name__}: {_first_line(exc)}")
         return report

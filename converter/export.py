@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ from converter.quantize import FLOAT32, INT8_WEIGHTS, configure
 from converter.weight_quant import quantize_weights_int8
 from trainer.keras_backend import tensorflow
 from trainer.model import with_batch_size
+
+
+WeightPlanner = Callable[[bytes], tuple[bytes, list[str]]]
 
 
 @dataclass
@@ -55,27 +59,34 @@ class Exporter:
         self._float32: bytes | None = None
         self._float32_unclipped = 0
 
-    def export(self, mode: str, calibration: np.ndarray | None = None) -> Export:
-        """Convert to ``mode``; raises whatever the TFLite converter raises."""
+    def export(
+        self, mode: str, calibration: np.ndarray | None = None, weight_planner: WeightPlanner | None = None
+    ) -> Export:
+        """Convert to ``mode``; raises whatever the TFLite converter raises.
+
+        ``weight_planner`` (int8-weights only) maps the float32 flatbuffer to
+        the stored model and its notes; without one every matrix is int8.
+        """
         started = time.perf_counter()
         notes: list[str] = []
         if mode == INT8_WEIGHTS:
-            result = quantize_weights_int8(self._convert_float32())
-            data = result.model_bytes
-            notes.append(
-                f"{result.quantized_tensors} weight matrices int8 "
-                f"({result.float_bytes} -> {result.int8_bytes} bytes)"
-            )
+            if weight_planner is not None:
+                data, notes = weight_planner(self.float32_bytes())
+            else:
+                result = quantize_weights_int8(self.float32_bytes())
+                data = result.model_bytes
+                notes.append(f"{sum(result.counts.values())} weight matrices int8 "
+                             f"({result.float_bytes} -> {result.stored_bytes} bytes)")
             unclipped = self._float32_unclipped
         elif mode == FLOAT32:
-            data, unclipped = self._convert_float32(), self._float32_unclipped
+            data, unclipped = self.float32_bytes(), self._float32_unclipped
         else:
             data, unclipped = unclip_lstm_cells(self._convert(mode, calibration))
         if unclipped:
             notes.append(f"cell_clip 10 -> none on {unclipped} LSTM ops (Keras does not clip)")
         return Export(mode=mode, model_bytes=data, seconds=time.perf_counter() - started, notes=notes)
 
-    def _convert_float32(self) -> bytes:
+    def float32_bytes(self) -> bytes:
         """The float32 flatbuffer, converted once (int8-weights is derived from it)."""
         if self._float32 is None:
             self._float32, self._float32_unclipped = unclip_lstm_cells(self._convert(FLOAT32, None))
@@ -85,12 +96,12 @@ class Exporter:
         tf = tensorflow()
         converter = tf.lite.TFLiteConverter.from_concrete_functions([self._function], self._holder)
         configure(converter, mode, calibration)
-        with _quiet():
+        with quiet():
             return bytes(converter.convert())
 
 
 @contextlib.contextmanager
-def _quiet() -> Any:
+def quiet() -> Any:
     """Silence the converter's chatter ("fully_quantize: 0, ...") and warnings.
 
     The MLIR converter prints from C++ straight to file descriptors 1 and 2,

@@ -4,14 +4,17 @@
 ``float16``       weights stored as float16, dequantized once when the
                   interpreter prepares; float compute.
 ``dynamic``       TensorFlow's dynamic-range quantization: int8 weights (only
-                  tensors of >= 1024 elements) run by hybrid kernels.
+                  tensors of more than 1024 elements) run by hybrid kernels;
+                  on 32-unit models nothing qualifies and it equals float32.
 ``int8``          full-integer quantization with a representative data set of
                   normal windows (int8 activations; the integer LSTM kernel
                   keeps its cell state in int16). Float input and output.
 ``int8-weights``  vigil's weight-only route: every LSTM / fully-connected
                   weight matrix stored as symmetric int8 (one scale per
-                  matrix) behind a DEQUANTIZE that runs once; float compute,
-                  so it is as fast as float32 at about a third of the size.
+                  matrix) or, for the matrices the score is most sensitive
+                  to, float16 (``mixed.py``), behind DEQUANTIZE ops that run
+                  on constants; float32 compute, so float32's latency at no
+                  more than half its size.
 
 Why these and not others, with the figures, is in ``converter/QUANTIZATION.md``.
 """
@@ -36,7 +39,8 @@ MODE_DESCRIPTIONS = {
     FLOAT16: "float16 weights, dequantized once at load; float32 compute",
     DYNAMIC: "dynamic-range: int8 weights of large tensors, hybrid int8/float kernels",
     INT8: "full integer: int8 weights and activations (calibrated), float input/output",
-    INT8_WEIGHTS: "int8 weight storage (per-tensor symmetric) behind DEQUANTIZE; float32 compute",
+    INT8_WEIGHTS: "weight-only storage: int8 (per-tensor symmetric), float16 for the most score-sensitive "
+    "matrices, behind DEQUANTIZE; float32 compute",
 }
 
 

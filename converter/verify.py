@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter.convert import ConversionFailed
+from converter.convert import ConversionFailed, load_run_model
 from converter.ops import inspect_model
 from converter.parity import ParityResult, check_parity, keras_reference
 from converter.quantize import parity_limits
@@ -44,13 +44,14 @@ def run_verify(
     bundle = load_bundle(bundle_path)
     run = read_run(run_dir)
     _check_match(bundle, run)
+    model = load_run_model(run)
     info = inspect_model(bundle.model_bytes)
     problems = info.problems(bundle.spec.window, bundle.n_features)
     if problems:
         raise ConversionFailed("; ".join(problems), file=str(bundle_path))
     raw = evenly(data_windows(data, run.features, run.spec, rows), max_windows)
     windows = WindowSet(Path(data).name, raw)
-    reference = keras_reference(run.load_model(), windows, run.scaler, run.score_function, run.score_weights)
+    reference = keras_reference(model, windows, run.scaler, run.score_function, run.score_weights)
     limits = parity_limits(bundle.quantization)
     parity = check_parity(Scorer(bundle), [reference], bundle.threshold, limits, bundle.quantization)
     for s in parity.sets:

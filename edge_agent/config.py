@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.bundle import Bundle, load_bundle
-from edge_agent.config_schema import OPEN_SECTIONS, SCHEMA, SECTION_ORDER, Key
+from edge_agent.config_schema import OPEN_SECTIONS, SCHEMA, SECTION_ORDER, Key, render_config
 from edge_agent.errors import VigilInputError
 
 if sys.version_info >= (3, 11):
@@ -29,6 +29,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 _TOPIC_FORBIDDEN = set("+#\0")
+__all__ = ["AgentConfig", "load_config", "mqtt_settings", "read_toml", "render_config"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class AgentConfig:
     @property
     def tls_enabled(self) -> bool:
         tls = self.values["mqtt.tls"]
-        return bool(tls["enabled"] or tls["ca_file"] or tls["cert_file"])
+        return bool(tls["enabled"] or tls["ca_file"] or tls["cert_file"] or tls["insecure"])
 
     @property
     def topic_prefix(self) -> str:
@@ -115,7 +116,12 @@ def load_config(
             check_source_features(source, bundle, path)
     config = AgentConfig(path=path, values=values, source=_source_with_defaults(source, bundle, path), bundle=bundle)
     if check_files:
-        mqtt_settings(config)  # validates the broker settings (and reads the secrets) once
+        settings = mqtt_settings(config)  # validates the broker settings (and reads the secrets) once
+        if settings is not None and settings.tls is not None:
+            try:  # a wrong key passphrase or a bad PEM shows up here, not at the first connect
+                settings.tls.ssl_context()
+            except VigilInputError as exc:
+                raise VigilInputError(exc.detail, file=str(path), key=exc.key or "mqtt.tls") from None
     return config
 
 
@@ -385,52 +391,10 @@ def compare_features(features: list[str], bundle: Bundle, path: Path, key: str) 
     if list(features) == list(bundle.features):
         return
     if len(features) != len(bundle.features):
-        detail = f"source has {len(features)} features {features}, the bundle needs {len(bundle.features)} {bundle.features}"
+        detail = (f"source has {len(features)} features {features}, "
+                  f"the bundle needs {len(bundle.features)} {bundle.features}")
     else:
         i = next(i for i, (a, b) in enumerate(zip(features, bundle.features)) if a != b)
         detail = (f"source feature {i} is {features[i]!r} but the bundle expects {bundle.features[i]!r} "
                   f"(source {features}, bundle {bundle.features})")
     raise _fail(detail, path, key)
-
-
-# --------------------------------------------------------------------------- effective config
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not isinstance(value, float) or math.isfinite(value) else (
-            "inf" if value > 0 else "-inf")
-    if isinstance(value, Path):
-        value = str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def render_config(config: AgentConfig) -> str:
-    """The effective configuration as TOML text (defaults filled in, secrets masked)."""
-    lines = [f"# effective configuration of {config.path}"]
-    if config.bundle is not None:
-        b = config.bundle
-        lines.append(f"# bundle: model {b.model_id}, features {', '.join(b.features)}, window {b.spec.window}, "
-                     f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}")
-    for section in SECTION_ORDER:
-        lines.append("")
-        lines.append(f"[{section}]")
-        if section == "source":
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in config.source.items() if v is not None)
-            continue
-        for key, spec in SCHEMA[section].items():
-            value = config.values[section][key]
-            if value is None or value == "" and spec.kind == "path":
-                lines.append(f"# {key} = (unset)")
-            elif spec.secret and value:
-                lines.append(f'{key} = "***"')
-            else:
-                lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"

@@ -9,8 +9,13 @@ because its keys depend on ``source.kind``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
 
 # Value kinds: "str", "int", "float", "bool", "path" (str resolved against the
 # config file's directory), "range" ([] or [lo, hi] with lo < hi).
@@ -73,7 +78,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "connect_timeout_s": Key("float", 10.0, "give up one connection attempt after this long", low=0.1, high=600),
     },
     "mqtt.tls": {
-        "enabled": Key("bool", False, "use TLS; on automatically when ca_file or cert_file is set"),
+        "enabled": Key("bool", False, "use TLS; on automatically when ca_file, cert_file or insecure is set"),
         "ca_file": Key("path", "", "CA certificate (PEM) to verify the broker; empty = system CAs"),
         "cert_file": Key("path", "", "client certificate (PEM) for mutual TLS"),
         "key_file": Key("path", "", "client private key (PEM); empty = the key is inside cert_file"),
@@ -108,3 +113,46 @@ SCHEMA: dict[str, dict[str, Key]] = {
 OPEN_SECTIONS = ("source",)
 SECTION_ORDER = ("device", "bundle", "source", "quality", "alerts", "mqtt", "mqtt.tls", "spool",
                  "sinks", "health", "log")
+
+
+# --------------------------------------------------------------------------- effective config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not isinstance(value, float) or math.isfinite(value) else (
+            "inf" if value > 0 else "-inf")
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def render_config(config: "AgentConfig") -> str:
+    """The effective configuration as TOML text (defaults filled in, secrets masked)."""
+    lines = [f"# effective configuration of {config.path}"]
+    if config.bundle is not None:
+        b = config.bundle
+        lines.append(f"# bundle: model {b.model_id}, features {', '.join(b.features)}, window {b.spec.window}, "
+                     f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}")
+    for section in SECTION_ORDER:
+        lines.append("")
+        lines.append(f"[{section}]")
+        if section == "source":
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in config.source.items() if v is not None)
+            continue
+        for key, spec in SCHEMA[section].items():
+            value = config.values[section][key]
+            if value is None or value == "" and spec.kind == "path":
+                lines.append(f"# {key} = (unset)")
+            elif spec.secret and value:
+                lines.append(f'{key} = "***"')
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -47,7 +47,6 @@ class HealthTracker:
         self.started = time.monotonic()
         self.samples = 0
         self.windows_scored = 0
-        self.windows_skipped = 0
         self.alerts_published = 0
         self.events_opened = 0
         self.sink_errors = 0
@@ -88,15 +87,18 @@ class HealthTracker:
             "samples_per_s": self.samples_per_s(now),
             "samples": self.samples,
             "windows_scored": self.windows_scored,
-            "windows_skipped": self.windows_skipped,
+            "window_resets": int(quality.get("window_resets", 0)),
             "scoring_latency_ms": self.latency.percentiles_ms(),
             "alerts_published": self.alerts_published,
             "events_opened": self.events_opened,
             "event_open": event_open,
             "spool_depth": int(sink.get("spool_depth", 0)),
             "spool_dropped": int(sink.get("spool_dropped", sink.get("dropped", 0))),
-            "dropped_samples": int(quality.get("dropped", 0)) + int(source.get("gaps", 0)),
-            "bad_samples": int(quality.get("bad", source.get("bad_samples", 0))),
+            # SampleQuality sees every sample, including the rows the source
+            # already marked invalid, so its counters are the ones to report.
+            "dropped_samples": int(quality.get("dropped_samples", 0)),
+            "bad_samples": int(quality.get("bad_samples", 0)),
+            "gaps": int(quality.get("gaps", 0)),
             "sensor_errors": int(source.get("read_errors", 0)),
             "source": dict(source),
             "quality": dict(quality),

@@ -49,6 +49,8 @@ log = logging.getLogger("vigil.agent")
 
 _READ_TIMEOUT_S = 0.1
 _ERROR_BACKOFF_S = 0.5
+_OPEN_RETRY_MIN_S = 1.0
+_OPEN_RETRY_MAX_S = 30.0
 
 
 def configure_logging(level: str = "info") -> None:
@@ -114,7 +116,11 @@ def build_sink(config: AgentConfig) -> FanoutSink:
         from edge_agent.spool import AlertSpool
 
         spool_cfg = config.values["spool"]
-        spool_cfg["path"].parent.mkdir(parents=True, exist_ok=True)
+        try:
+            spool_cfg["path"].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VigilInputError(f"cannot create {spool_cfg['path'].parent}: {exc.strerror}",
+                                  file=str(config.path), key="spool.path") from None
         spool = AlertSpool(spool_cfg["path"], spool_cfg["max_messages"], spool_cfg["max_age_s"])
         sinks.append(("mqtt", MqttSink(settings, config.device_id, spool), True))
     jsonl = config.values["sinks"]["jsonl"]
@@ -138,6 +144,10 @@ class AgentService:
         self._stop = threading.Event()
         self._stop_reason = ""
         self.row = 0  # samples delivered by the source so far (the next sample's row)
+        self._source_open = False
+        self._open_failures = 0
+        self._next_open = 0.0
+        self._read_exceptions = 0
 
     # ------------------------------------------------------------------ public
 
@@ -171,27 +181,50 @@ class AgentService:
         self.bundle: Bundle = cfg.bundle or load_bundle(cfg.values["bundle"]["path"])
         self.scorer = Scorer(self.bundle, num_threads=cfg.values["bundle"]["num_threads"])
         self.source = make_configured_source(cfg, self.bundle)
-        self.source.open()
-        self._check_source_features()
-        # A replayed row selection starts at its first file row, like `vigil score`.
-        self.row = int(getattr(getattr(self.source, "table", None), "row_offset", 0) or 0)
         alerts = cfg.values["alerts"]
         policy = AlertPolicy(alerts["sensitivity"], alerts["k"], alerts["n"], alerts["m"], alerts["cooldown"])
         self.detector = EventDetector(self.bundle.threshold, policy)
         alpha = alerts["smoothing"] if alerts["smoothing"] is not None else self.bundle.smoothing_alpha
         self.smoother = Ewma(alpha)
         self.buffer = WindowBuffer(self.bundle.spec, self.bundle.n_features)
-        quality = cfg.values["quality"]
-        rng = quality["valid_range"]
-        self.quality = SampleQuality(self.bundle.n_features, valid_range=tuple(rng) if rng else None,
-                                     policy=quality["policy"], rate_hz=self.source.sampling_rate_hz)
+        self.quality: SampleQuality | None = None  # needs the source's rate, known once it is open
         self.health = HealthTracker(cfg.device_id, self.bundle.model_id)
         self.sink = build_sink(cfg)
         self.sink.start()
 
-    def _check_source_features(self) -> None:
-        features = list(self.source.features)
-        compare_features(features, self.bundle, self.config.path, feature_key(self.config.source))
+    def _open_source(self) -> bool:
+        """Open the source when due; a missing sensor is retried with backoff, not fatal.
+
+        A USB adapter that enumerates late or an I2C sensor on a loose cable must
+        not leave the service dead; systemd keeps getting watchdog pings and
+        health keeps going out while we wait.
+        """
+        if self._source_open:
+            return True
+        now = time.monotonic()
+        if now < self._next_open:
+            return False
+        try:
+            self.source.open()
+        except VigilInputError as exc:
+            self._open_failures += 1
+            delay = min(_OPEN_RETRY_MAX_S, _OPEN_RETRY_MIN_S * 2 ** min(self._open_failures - 1, 8))
+            self._next_open = now + delay
+            if self._open_failures <= 3 or self._open_failures % 20 == 0:
+                log.error("source unavailable (attempt %d, retrying in %.1f s): %s", self._open_failures, delay, exc)
+            return False
+        self._source_open = True
+        # Feature names may be known only now (a device's header line); a mismatch is a config error.
+        compare_features(list(self.source.features), self.bundle, self.config.path, feature_key(self.config.source))
+        # A replayed row selection starts at its first file row, like `vigil score`.
+        self.row = int(getattr(getattr(self.source, "table", None), "row_offset", 0) or 0)
+        quality = self.config.values["quality"]
+        rng = quality["valid_range"]
+        self.quality = SampleQuality(self.bundle.n_features, valid_range=tuple(rng) if rng else None,
+                                     policy=quality["policy"], rate_hz=self.source.sampling_rate_hz)
+        log.info("source %s open: %s at %s Hz", self.config.source.get("kind"), ", ".join(self.source.features),
+                 f"{self.source.sampling_rate_hz:g}" if self.source.sampling_rate_hz else "unknown")
+        return True
 
     def _install_signal_handlers(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -213,15 +246,20 @@ class AgentService:
     def _loop(self) -> None:
         interval = float(self.config.values["health"]["interval_s"])
         next_health = time.monotonic() + interval
-        read_errors = 0
         while not self._stop.is_set():
             self.notifier.watchdog()
+            if interval > 0 and time.monotonic() >= next_health:
+                self._publish_health()
+                next_health = time.monotonic() + interval
+            if not self._open_source():
+                self._stop.wait(_READ_TIMEOUT_S)
+                continue
             try:
                 block = self.source.read(_READ_TIMEOUT_S)
             except Exception as exc:  # the source contract says no raise; a driver bug must not kill us
-                read_errors += 1
-                if read_errors == 1 or read_errors % 100 == 0:
-                    log.error("source read failed (%d so far): %s", read_errors, exc)
+                self._read_exceptions += 1
+                if self._read_exceptions == 1 or self._read_exceptions % 100 == 0:
+                    log.error("source read failed (%d so far): %s", self._read_exceptions, exc)
                 self._stop.wait(_ERROR_BACKOFF_S)
                 continue
             if block is None:
@@ -229,9 +267,6 @@ class AgentService:
                 break
             if len(block):
                 self._process(block)
-            if interval > 0 and time.monotonic() >= next_health:
-                self._publish_health()
-                next_health = time.monotonic() + interval
 
     def _process(self, block: Any) -> None:
         """Push one block through quality, windowing, scoring and the detector."""
@@ -241,6 +276,7 @@ class AgentService:
         self.health.add_samples(n)
         stamps = np.asarray(block.timestamps, dtype=np.float64)
         rows = _row_lookup(stamps, first_row)
+        assert self.quality is not None  # set when the source opened
         for run in self.quality.clean(block):
             if run.reset_before:
                 self.buffer.reset()
@@ -274,9 +310,13 @@ class AgentService:
         self.health.alerts_published += 1
 
     def _publish_health(self) -> None:
+        source = {**self.source.stats.as_dict(), "open_failures": self._open_failures,
+                  "read_exceptions": self._read_exceptions}
+        # Failed opens and reads that raised are sensor errors too.
+        source["read_errors"] = int(source.get("read_errors", 0)) + self._open_failures + self._read_exceptions
         payload = self.health.payload(
-            source=self.source.stats.as_dict(),
-            quality=self.quality.counters(),
+            source=source,
+            quality=self.quality.counters() if self.quality is not None else {},
             sink=self.sink.stats(),
             event_open=self.detector.open_event is not None,
         )
@@ -289,9 +329,8 @@ class AgentService:
         reason = self._stop_reason or "error"
         log.info("stopping (%s)", reason)
         self.notifier.stopping(status=f"stopping: {reason}")
-        source = getattr(self, "source", None)
-        if source is not None:
-            _quietly(source.close, "source close")
+        if self._source_open:
+            _quietly(self.source.close, "source close")
         if not hasattr(self, "sink"):
             return
         if self.config.values["alerts"]["close_on_shutdown"]:
@@ -320,4 +359,4 @@ def _quietly(fn: Any, what: str) -> None:
         log.error("%s failed: %s", what, exc)
 
 
-__all__ = ["AgentService", "FanoutSink", "VigilInputError", "build_sink", "configure_logging"]
+__all__ = ["AgentService", "FanoutSink", "build_sink", "configure_logging"]

@@ -1,7 +1,7 @@
 """A real mosquitto for tests: free port, optional password file and TLS (mTLS).
 
 ``MosquittoBroker(workdir, users={...}, tls=True, require_client_cert=True,
-persistence=False)``: ``start()`` / ``stop()`` / ``restart()`` keep the same
+persistence=False, acl=None)``: ``start()`` / ``stop()`` / ``restart()`` keep the same
 ports; ``start`` returns once the port accepts connections. TLS material (CA,
 server cert for 127.0.0.1/localhost, client cert) is made with the openssl CLI
 in ``workdir/tls``. Broker tests never skip: without mosquitto the
@@ -96,6 +96,7 @@ class MosquittoBroker:
         tls: bool = False,
         require_client_cert: bool = False,
         persistence: bool = False,
+        acl: str | None = None,
     ) -> None:
         binary = mosquitto_path()
         if binary is None:
@@ -110,9 +111,11 @@ class MosquittoBroker:
         self.log_path = self.workdir / "mosquitto.log"
         self.conf_path = self.workdir / "mosquitto.conf"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._write_config(users, require_client_cert, persistence)
+        self._write_config(users, require_client_cert, persistence, acl)
 
-    def _write_config(self, users: dict[str, str] | None, require_client_cert: bool, persistence: bool) -> None:
+    def _write_config(
+        self, users: dict[str, str] | None, require_client_cert: bool, persistence: bool, acl: str | None
+    ) -> None:
         lines = [f"persistence {'true' if persistence else 'false'}", f"log_dest file {self.log_path}", "log_type all"]
         if persistence:
             lines += [f"persistence_location {self.workdir}/", "autosave_interval 0"]
@@ -126,6 +129,10 @@ class MosquittoBroker:
             lines += [f"password_file {pw_file}", "allow_anonymous false"]
         else:
             lines.append("allow_anonymous true")
+        if acl is not None:  # mosquitto acl_file text; rules before any "user" line apply to anonymous clients
+            acl_file = self.workdir / "acl"
+            acl_file.write_text(acl.strip() + "\n")
+            lines.append(f"acl_file {acl_file}")
         lines.append(f"listener {self.port} {self.host}")
         if self.tls_files is not None:
             t = self.tls_files

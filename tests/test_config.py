@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def test_bad_values_are_one_line_naming_the_key(tmp_path: Path, extra: str, key:
     assert_one_line_error(path, key, word)
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_source_errors_come_from_the_factory_with_the_key(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     path = write_config(tmp_path, tiny_bundle_3f, "")
     path.write_text(path.read_text().replace('pace = "fast"', 'pace = "fast"\nspeeed = 2.0'))
@@ -134,16 +136,19 @@ def test_damaged_bundle_names_bundle_path(tmp_path: Path) -> None:
     assert_one_line_error(write_config(tmp_path, "bad.vigil"), "bundle.path", "damaged")
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_feature_names_must_match_the_bundle(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     path = write_config(tmp_path, tiny_bundle_3f, columns="f0,f2,f1")
     assert_one_line_error(path, "source", "'f2'", "'f1'")
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_feature_count_must_match_the_bundle(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     path = write_config(tmp_path, tiny_bundle_3f, columns="f0,f1")
     assert_one_line_error(path, "source", "2 features")
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_columns_option_selects_and_orders_features(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     path = write_config(tmp_path, tiny_bundle_3f, columns="extra,f2,f1,f0")
     text = path.read_text().replace('pace = "fast"', 'pace = "fast"\ncolumns = ["f0", "f1", "f2"]')
@@ -156,6 +161,7 @@ def test_columns_option_selects_and_orders_features(tmp_path: Path, tiny_bundle_
 # ----------------------------------------------------------------------------- effective config
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_check_config_prints_every_default_as_toml(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     path = write_config(tmp_path, tiny_bundle_3f)
     code, out, err = check_config(path)
@@ -173,6 +179,7 @@ def test_check_config_prints_every_default_as_toml(tmp_path: Path, tiny_bundle_3
     assert "model " in out and "features f0, f1, f2" in out
 
 
+@pytest.mark.slow  # uses the converted tiny bundle
 def test_relative_paths_resolve_against_the_config_dir(tmp_path: Path, tiny_bundle_3f: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "profiles"
@@ -233,3 +240,21 @@ def test_readme_documents_every_key_with_its_default() -> None:
     for kind, options in SOURCE_OPTIONS.items():
         for key in options:
             assert f"source.{key}" in rows, f"source.{key} (kind {kind}) missing from firmware_configs/README.md"
+
+
+def test_wrong_key_passphrase_is_caught_by_check_config(tmp_path: Path) -> None:
+    from tests.broker import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    encrypted = tmp_path / "client-enc.key"
+    subprocess.run(["openssl", "pkey", "-in", str(tls.client_key), "-aes256", "-passout", "pass:right",
+                    "-out", str(encrypted)], check=True, capture_output=True)
+    (tmp_path / "keypass").write_text("wrong\n")
+    extra = (f'[mqtt]\nhost = "127.0.0.1"\n[mqtt.tls]\nca_file = "{tls.ca_cert}"\ncert_file = "{tls.client_cert}"\n'
+             f'key_file = "{encrypted}"\nkey_password_file = "keypass"\n')
+    path = write_config(tmp_path, "x.vigil", extra)
+    with pytest.raises(VigilInputError) as info:
+        load_config(path, check_bundle=False)
+    assert info.value.key == "mqtt.tls.cert_file" and "key_password" in str(info.value)
+    (tmp_path / "keypass").write_text("right\n")
+    assert mqtt_settings(load_config(path, check_bundle=False)).tls.key_password == "right"

@@ -190,3 +190,39 @@ def test_verify_passes_on_new_data_and_refuses_a_foreign_run(
     foreign = _cli(["verify", str(tiny_bundle_3f), str(tiny_run_1f), str(data)])
     assert foreign.exit_code == 2
     assert len(foreign.output.strip().splitlines()) == 1 and "differ from the run's" in foreign.output
+
+
+def test_weight_storage_round_trips_within_half_a_step() -> None:
+    from converter import weight_quant as wq
+    from converter.mixed import fake_quantized
+
+    rng = np.random.default_rng(3)
+    values = (rng.normal(0, 0.3, size=(16, 8)) * np.linspace(0.1, 2, 16)[:, None]).astype("<f4")
+    for storage in (wq.INT8, wq.INT8_ROWS):
+        stored, scales, zero_points = wq.encode(values, storage)
+        assert stored.dtype == np.int8 and set(zero_points) == {0}
+        step = np.asarray(scales, np.float32) if storage == wq.INT8 else np.asarray(scales, np.float32)[:, None]
+        assert np.all(np.abs(wq.decode(stored, scales) - values) <= step / 2 + 1e-7)
+    per_tensor = np.abs(wq.decode(*wq.encode(values, wq.INT8)[:2]) - values).mean()
+    per_row = np.abs(wq.decode(*wq.encode(values, wq.INT8_ROWS)[:2]) - values).mean()
+    assert per_row < per_tensor  # rows of very different magnitude: per-row scales are finer
+    half = wq.decode(*wq.encode(values, wq.FLOAT16)[:2])
+    np.testing.assert_allclose(half, values, rtol=1e-3)
+    blob = b"head" + values.tobytes() + b"tail"
+    faked = fake_quantized(blob, values, wq.INT8)
+    assert len(faked) == len(blob) and faked[:4] == b"head" and faked[-4:] == b"tail"
+    np.testing.assert_array_equal(np.frombuffer(faked[4:-4], "<f4").reshape(values.shape),
+                                  wq.decode(*wq.encode(values, wq.INT8)[:2]))
+
+
+@pytest.mark.slow
+def test_int8_weights_stores_matrices_small_and_computes_in_float(auto_3f) -> None:
+    from converter.ops import inspect_model
+
+    by_mode = {r.mode: r for r in auto_3f.reports}
+    weights = by_mode["int8-weights"]
+    info = inspect_model(weights.model_bytes)
+    assert info.op_counts["DEQUANTIZE"] >= 8 and info.io["input"]["dtype"] == "float32"
+    assert any(note.startswith("weight storage:") for note in weights.notes)
+    assert weights.size_bytes < 0.8 * by_mode["float32"].size_bytes
+    assert by_mode["int8"].size_bytes < by_mode["float32"].size_bytes

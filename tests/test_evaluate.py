@@ -114,6 +114,16 @@ def test_rows_slice_keeps_file_row_numbers_and_cli_prints_report(tiny_run_3f: Pa
     assert any(s <= 170 and e >= 150 for s, e in ae["predicted_events"])
 
 
+def test_pca_2d_finds_the_main_axis() -> None:
+    from trainer.plots import pca_2d
+
+    t = np.linspace(-1, 1, 50)
+    codes = np.column_stack([t, 2 * t, np.zeros(50)])  # all variance along (1, 2, 0)
+    xy, shares = pca_2d(codes)
+    assert shares[0] == pytest.approx(1.0) and shares[1] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(np.abs(xy[:, 0]), np.abs(t) * np.sqrt(5), atol=1e-9)
+
+
 def _write_loss_png(path: Path) -> None:
     import matplotlib.pyplot as plt
 

@@ -263,7 +263,9 @@ def test_broker_outage_every_alert_arrives_in_order(tmp_path: Path, stopper: Any
     stopper(b)
     observer = Observer(b.port, "vigil/dev1/alert", persistent_id="outage-observer")
     stopper(observer)
-    sink = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, **FAST), "dev1", AlertSpool(tmp_path / "spool.db"))
+    # a small in-flight window, so the replay has to refill it several times
+    sink = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, **FAST), "dev1", AlertSpool(tmp_path / "spool.db"),
+                    max_inflight=3)
     stopper(sink)
     sink.start()
     for i in range(3):
@@ -272,15 +274,15 @@ def test_broker_outage_every_alert_arrives_in_order(tmp_path: Path, stopper: Any
 
     b.stop()
     wait_for(lambda: not sink.connected, what="sink noticing the outage")
-    for i in range(3, 10):
+    for i in range(3, 15):
         sink.publish_alert(make_alert(i, EventPhase.OPEN if i % 2 else EventPhase.CLOSE))
-    assert sink.stats()["spool_depth"] == 7
+    assert sink.stats()["spool_depth"] == 12
     b.start()
 
-    wait_for(lambda: {a["seq"] for a in observer.alerts()} >= set(range(1, 11)), 30, "all 10 alerts after restart")
+    wait_for(lambda: {a["seq"] for a in observer.alerts()} >= set(range(1, 16)), 30, "all 15 alerts after restart")
     seqs = [a["seq"] for a in observer.alerts()]
     first_seen = list(dict.fromkeys(seqs))  # duplicates are allowed (at-least-once), disorder is not
-    assert first_seen == list(range(1, 11))
+    assert first_seen == list(range(1, 16))
     wait_for(lambda: sink.stats()["spool_depth"] == 0, what="spool drained")
     assert sink.stats()["reconnects"] >= 1
 
@@ -343,3 +345,20 @@ def test_alerts_spooled_before_a_kill_are_delivered_after_restart(broker: Mosqui
     assert [a["seq"] for a in observer.alerts()] == [1, 2, 3, 4, 5]
     assert observer.alerts()[-1]["event_id"] == f"{99:032x}"
     wait_for(lambda: sink.stats()["spool_depth"] == 0, what="spool drained")
+
+
+@pytest.mark.broker
+def test_mqtt5_acl_rejection_keeps_the_alert_spooled(tmp_path: Path, stopper: Any) -> None:
+    # With MQTT 3.1.1 mosquitto PUBACKs a denied publish and drops it; only MQTT 5 tells us.
+    require_mosquitto()
+    b = MosquittoBroker(tmp_path / "b", acl="topic read vigil/#").start()
+    stopper(b)
+    sink = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, protocol="5", **FAST), "dev1",
+                    AlertSpool(tmp_path / "spool.db"))
+    stopper(sink)
+    sink.start()
+    sink.publish_alert(make_alert(1))
+    stats = wait_for(lambda: (s := sink.stats())["rejected"] and s, what="a rejected PUBACK")
+    assert (stats["acked"], stats["spool_depth"]) == (0, 1)
+    assert "not authorized" in stats["last_error"]
+    assert sink.wait_idle(5)  # a rejected alert does not hold up stop()

@@ -9,13 +9,24 @@ threshold, as in :class:`edge_agent.alerts.EventDetector`.
 
 The same metrics are computed for the LSTM autoencoder and for the
 IsolationForest baseline refitted from the run (``trainer.baseline``).
+
+``metrics.json`` (format ``vigil-eval/1``): ``run``, ``data``, ``labels``,
+``channel``, ``series``, ``rows`` ([start, end) file data rows evaluated),
+``n_rows``, ``n_scored_rows``, ``features``, ``window``, ``hop``,
+``label_ranges`` (inclusive file rows), ``n_label_rows``, ``decision``,
+``notes`` and ``models.{lstm_autoencoder,isolation_forest}`` each with
+``title``, ``threshold``, ``point`` (tp fp fn tn precision recall f1),
+``event`` (tp fp fn precision recall f1), ``confusion_matrix``
+(``matrix`` = [[tn, fp], [fn, tp]]), ``roc_auc``, ``pr_auc`` (None when
+undefined), ``predicted_events`` (inclusive file rows), ``n_anomalous_rows``,
+``score_stats``; then ``plots`` (name -> PNG file in the output directory)
+and ``report``.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,10 +119,8 @@ def _load_data(run: RunInfo, data: str | Path, rows: tuple[int | None, int | Non
 def _load_ranges(labels: str | Path, table: Table, channel: str | None,
                  series: str | None) -> tuple[list[tuple[int, int]], list[str]]:
     """Label ranges inside the loaded rows; none at all there is an input error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        label_set = read_labels(labels, n_rows=table.n_rows, timestamps=table.timestamps,
-                                row_offset=table.row_offset, channel=channel, series=series)
+    label_set = read_labels(labels, n_rows=table.n_rows, timestamps=table.timestamps,
+                            row_offset=table.row_offset, channel=channel, series=series)
     first, end = table.row_offset, table.row_offset + table.n_rows
     if not label_set.ranges and label_set.dropped:
         raise VigilInputError(f"all {label_set.dropped} label range(s) lie outside the evaluated data rows "
@@ -149,8 +158,10 @@ def _baseline_scores(run: RunInfo, table: Table) -> ModelScores:
     if baseline.threshold is not None:
         return ModelScores(IF, rows, float(baseline.threshold))
     # Runs written without a baseline threshold: mean + 3 std on the held-out normal tail.
-    n_val = int(round(len(run.train_rows()) * float(run.meta["training"].get("validation_fraction", 0.2))))
-    held_out = np.asarray(baseline.window_scores(run.train_rows()[-n_val:]), dtype=np.float64)
+    from trainer.fit import split_train_rows
+
+    _, tail = split_train_rows(run.train_rows(), float(run.meta["training"].get("validation_fraction", 0.2)))
+    held_out = np.asarray(baseline.window_scores(tail), dtype=np.float64)
     if held_out.size == 0:
         return ModelScores(IF, np.empty(0), float("nan"), "IsolationForest baseline has no threshold")
     return ModelScores(IF, rows, float(held_out.mean() + 3.0 * held_out.std()),

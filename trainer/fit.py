@@ -38,15 +38,15 @@ class TrainConfig:
     columns: list[str] | None = None
     train_rows: tuple[int | None, int | None] | None = None
     timestamp_column: str | None = None
-    window: int = 64
-    hop: int = 1
+    window: int = 128
+    hop: int = 4
     model: str = "lstm"
     units: tuple[int, ...] = (32, 16)
     loss: str = "mse"
     epochs: int = 50
     batch_size: int = 64
     patience: int = 5
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     validation_fraction: float = 0.2
     scaler: str = "minmax"
     threshold: str = "mean+k*std"
@@ -74,13 +74,13 @@ def run_train(cfg: TrainConfig) -> RunInfo:
     from trainer.keras_backend import set_seed
 
     _check_config(cfg)
+    strategy = parse_strategy(cfg.threshold, cfg.k)
     out = _prepare_out(Path(cfg.out))
     table = load_table(cfg.data, cfg.columns, cfg.train_rows, cfg.timestamp_column, min_rows=cfg.window)
     spec = WindowSpec(cfg.window, cfg.hop)
     _check_weights(cfg, table)
     fit_rows, heldout_rows = split_train_rows(table.values, cfg.validation_fraction)
     _check_split(cfg, table, spec, len(fit_rows), len(heldout_rows))
-    strategy = parse_strategy(cfg.threshold, cfg.k)
 
     set_seed(cfg.seed)
     scaler = Scaler.fit(fit_rows, cfg.scaler)

@@ -39,9 +39,12 @@ def predict_windows(model: Any, windows: np.ndarray, batch_size: int = 256) -> n
     if len(windows) == 0:
         return np.empty_like(windows, dtype=np.float32)
     x = np.ascontiguousarray(windows, dtype=np.float32)
-    # model(x) in chunks instead of predict(): no progress bar, no tf.data overhead.
-    out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out, axis=0)
+    if len(x) <= batch_size:
+        # One eager call: cheaper than building predict()'s graph function for a few windows.
+        return np.asarray(model(x, training=False))
+    # predict() runs a compiled graph function per batch: about twice as fast
+    # as eager calls on long files.
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def keras_window_scores(

@@ -77,11 +77,13 @@ def point_counts(pred_mask: np.ndarray, label_mask: np.ndarray) -> PointCounts:
 
 def predicted_events(pred_mask: np.ndarray) -> list[Range]:
     """Maximal runs of True as inclusive ``(start, end)`` index pairs."""
-    pred = _bool(pred_mask).astype(np.int8)
-    edges = np.diff(np.concatenate(([0], pred, [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1) - 1
+    starts, ends = _runs(_bool(pred_mask))
     return [(int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def _runs(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.diff(np.concatenate(([0], pred.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
 
 
 def event_counts(pred_mask: np.ndarray, label_ranges: Sequence[Range]) -> EventCounts:
@@ -102,7 +104,8 @@ def event_counts(pred_mask: np.ndarray, label_ranges: Sequence[Range]) -> EventC
         else:
             fn += 1
     lab_cum = np.concatenate(([0], np.cumsum(label_mask, dtype=np.int64)))
-    fp = sum(1 for s, e in predicted_events(pred) if lab_cum[e + 1] - lab_cum[s] == 0)
+    starts, ends = _runs(pred)
+    fp = int(np.sum(lab_cum[ends + 1] - lab_cum[starts] == 0))  # runs touching no labeled row
     return EventCounts(tp, fp, fn, *_prf(tp, fp, fn))
 
 

@@ -15,19 +15,18 @@ from edge_agent.cli.common import load_extra, one_line_errors
 from edge_agent.errors import VigilInputError
 
 DEFAULTS = {
-    "window": 64, "hop": 1, "model": "lstm", "units": "32,16", "loss": "mse", "epochs": 50,
-    "batch_size": 64, "patience": 5, "learning_rate": 1e-3, "validation_fraction": 0.2, "scaler": "minmax",
+    "window": 128, "hop": 4, "model": "lstm", "units": "32,16", "loss": "mse", "epochs": 50,
+    "batch_size": 64, "patience": 5, "learning_rate": 3e-3, "validation_fraction": 0.2, "scaler": "minmax",
     "threshold": "mean+k*std", "k": 3.0, "smoothing": None, "score": "mse", "seed": 0,
 }
 
 TRAIN_HELP = """Fit an autoencoder on normal rows of DATA and write a run directory.
 
-The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler
-sees only them), the held-out tail drives early stopping and sets the threshold. Defaults suit
-typical sensor data sampled at tens to hundreds of Hz: a 64-row window is long enough to hold a
-few cycles of a periodic signal and short enough for a Raspberry Pi; raise --window when one
-cycle is longer than ~60 rows. Writes RUN/model.keras, RUN/run.json, RUN/train_rows.npy and
-RUN/loss.png. Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg
+The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler sees only them); the held-out tail drives early stopping and sets the threshold. Prints one line per epoch. Writes RUN/model.keras, RUN/run.json, RUN/train_rows.npy and RUN/loss.png.
+
+DEFAULTS_NOTE
+
+Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg
 """
 
 

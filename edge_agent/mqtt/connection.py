@@ -126,6 +126,7 @@ class MqttConnection:
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._disconnected_by_stop: Any = None
+        self._stop_grace_s = 5.0
         self._gen = 0
         self._connected = False
         self._session_connected = False
@@ -181,6 +182,7 @@ class MqttConnection:
     def stop(self, timeout: float = 5.0, final: Will | None = None) -> None:
         """Publish ``final`` (e.g. retained ``offline``) if connected, disconnect cleanly, join."""
         deadline = time.monotonic() + timeout
+        self._stop_grace_s = timeout
         self._stopping.set()
         with self._lock:
             client = self._client
@@ -191,8 +193,8 @@ class MqttConnection:
             except (RuntimeError, ValueError) as exc:
                 log.warning("mqtt: could not publish %s before disconnect: %s", final.topic, exc)
         if client is not None:
-            client.disconnect()
             self._disconnected_by_stop = client
+            client.disconnect()
         self._session_over.set()
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
@@ -240,6 +242,8 @@ class MqttConnection:
         connack_deadline = time.monotonic() + self.settings.connect_timeout_s + self.settings.keepalive
         while not self._session_over.wait(0.25):
             if self._stopping.is_set():
+                # stop() is publishing "offline" on this session; it sets session_over when done.
+                self._session_over.wait(self._stop_grace_s)
                 return
             if not self._session_connected and time.monotonic() > connack_deadline:
                 self._session_failed = True

@@ -63,6 +63,7 @@ class MqttSink:
         self.health_topic = f"{prefix}/{C.HEALTH_TOPIC}"
         self._max_inflight = max(1, int(max_inflight))
         self._factory = client_factory
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # callbacks -> pump thread
         self._conn = MqttConnection(
             settings,
             settings.client_id_for(device_id),
@@ -73,7 +74,6 @@ class MqttSink:
             client_factory=client_factory,
             max_inflight=self._max_inflight,
         )
-        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._pump: threading.Thread | None = None
         # pump-thread state
         self._gen: int | None = None
@@ -168,9 +168,12 @@ class MqttSink:
         return _poll(lambda: self._conn.connected, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once nothing is in flight and (while connected) the spool is empty."""
+        """True once nothing is in flight and (while connected) nothing is left to send."""
         def idle() -> bool:
-            return self._inflight_count == 0 and (not self._conn.connected or self.spool.depth() == 0)
+            # Alerts the broker rejected (MQTT 5) stay spooled but are behind the cursor: not waited for.
+            if self._inflight_count or not self._conn.connected:
+                return not self._inflight_count
+            return not self.spool.pending(1, after=self._cursor)
 
         return _poll(idle, timeout)
 

@@ -1,0 +1,148 @@
+"""Assemble ``BENCHMARKS.md`` from ``benchmarks/results/*.json`` and ``*.md``.
+
+Run after the benchmarks: ``.venv/bin/python -m benchmarks.report``. The targets
+table is computed from the JSON results (a target whose benchmark has no result
+says so); each section embeds the benchmark's markdown tables and the notes in
+``NOTES`` below (what the figures mean and what limits them; edit them when the
+figures change).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks.common import RESULTS, ROOT, machine_line
+
+ORDER = ("latency", "footprint", "size", "quality", "reliability")
+TITLES = {"latency": "1. Scoring latency per window", "footprint": "2. Agent footprint",
+          "size": "3. Model size and compute rate", "quality": "4. Detection quality on real data",
+          "reliability": "5. Reliability through broker outages"}
+NOTE_FILE = Path(__file__).resolve().parent / "notes"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _latency_ratio(r: dict[str, Any]) -> tuple[str, bool]:
+    lat = r["edge"]["latency"]
+    ratio = r["keras"]["keras_predict"]["median_ms"] / lat["auto"]["median_ms"]
+    call = r["keras"]["keras_call"]["median_ms"] / lat["auto"]["median_ms"]
+    return f"{ratio:.0f}x vs `predict` ({call:.0f}x vs direct `model()` call)", ratio >= 100
+
+
+def _rss(r: dict[str, Any]) -> tuple[str, bool]:
+    v = r["agent"]["peak_rss_mb"]
+    return f"{v:.1f} MB peak (VmHWM)", v <= 60
+
+
+def _cold(r: dict[str, Any]) -> tuple[str, bool]:
+    c = r["agent_cold"]
+    return (f"{c['median_first_window_s']:.2f} s median to the first scored window "
+            f"(first start {c['first_run_first_window_s']:.2f} s)", c["median_first_window_s"] <= 1.0)
+
+
+def _cpu(r: dict[str, Any]) -> tuple[str, bool]:
+    v = 100 * r["agent"]["share_of_one_core"]
+    return f"{v:.2f}% of one core", v <= 3.0
+
+
+def _auto_speed(r: dict[str, Any]) -> tuple[str, bool]:
+    lat = r["edge"]["latency"]
+    ratio = lat["auto"]["median_ms"] / lat["float32"]["median_ms"]
+    return (f"`auto` = `{r['auto_mode']}`: {lat['auto']['median_ms']:.3f} ms vs float32 "
+            f"{lat['float32']['median_ms']:.3f} ms ({ratio:.2f}x; met if <= 1.05x, timing noise)", ratio <= 1.05)
+
+
+def _half_size(r: dict[str, Any]) -> tuple[str, bool]:
+    """The best quantized mode: passing parity, <= half the size, <= 1.05x the latency (in that order)."""
+    modes = r["modes"]
+    f32 = modes["float32"]
+    rows = []
+    for mode, m in modes.items():
+        if mode in ("float32", "auto"):
+            continue
+        size, speed = m["model_bytes"] / f32["model_bytes"], m["median_ms"] / f32["median_ms"]
+        passed = bool((m.get("parity") or {}).get("passed"))
+        rows.append(((passed and size <= 0.5 and speed <= 1.05, passed, size <= 0.5 and speed <= 1.05, -size),
+                     mode, size, speed, passed))
+    if not rows:
+        return "no quantized mode", False
+    key, mode, size, speed, passed = max(rows)
+    figure = (f"`{mode}`: {size:.2f}x float32's size at {speed:.2f}x its latency, parity "
+              f"{'passed' if passed else 'FAILED'}")
+    return figure, key[0]
+
+
+def _f1(r: dict[str, Any]) -> tuple[str, bool]:
+    t = r["totals"]["all"]
+    d = abs(t["auto"]["f1"] - t["float"]["f1"])
+    dm = abs(t["auto"]["macro_f1"] - t["float"]["macro_f1"])
+    worst = max((abs(s["models"]["auto"]["f1"] - s["models"]["float"]["f1"]) for s in r["series"] if "models" in s),
+                default=0.0)
+    return (f"total event-F1 float {t['float']['f1']:.3f} vs auto {t['auto']['f1']:.3f} (|d| {d:.3f}; macro |d| "
+            f"{dm:.3f}; worst single series |d| {worst:.3f})", d <= 0.02)
+
+
+def _lost(r: dict[str, Any]) -> tuple[str, bool]:
+    x = r["result"]
+    return (f"{x['produced']} produced, {x['delivered_distinct']} delivered, {x['lost']} lost, "
+            f"{x['duplicates']} duplicates, {len(x['outages'])} outages", x["lost"] == 0 and x["unexpected"] == 0)
+
+
+TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
+    ("edge scoring >= 100x faster per window than Keras `predict`", "latency", _latency_ratio),
+    ("agent peak RSS <= 60 MB", "footprint", _rss),
+    ("agent cold start <= 1 s", "footprint", _cold),
+    ("sustained CPU <= 3% of one core (3-axis 1 kHz, window 128, hop 32)", "footprint", _cpu),
+    ("chosen bundle no slower per window than float32", "latency", _auto_speed),
+    ("a quantized bundle at most half float32's size at float32's speed", "size", _half_size),
+    ("chosen bundle's event-F1 within 0.02 of the float model's", "quality", _f1),
+    ("zero alerts lost through broker outages", "reliability", _lost),
+]
+
+
+def targets_table(results: dict[str, dict[str, Any] | None]) -> str:
+    lines = ["| target (goal, not a test assertion) | latest figure | met? |", "|---|---|---|"]
+    for text, name, fn in TARGETS:
+        r = results.get(name)
+        if r is None:
+            lines.append(f"| {text} | not measured (see {TITLES[name]}) | n/a |")
+            continue
+        try:
+            figure, ok = fn(r)
+        except (KeyError, TypeError, ZeroDivisionError) as exc:
+            figure, ok = f"not computable from the result ({exc!r})", None
+        lines.append(f"| {text} | {figure} | {'yes' if ok else 'n/a' if ok is None else '**no**'} |")
+    return "\n".join(lines)
+
+
+def section(name: str, result: dict[str, Any] | None) -> str:
+    head = f"## {TITLES[name]}\n\nCommand: `.venv/bin/python -m benchmarks.{name}`"
+    if result is None:
+        body = "Not run yet: no `benchmarks/results/" + name + ".json`."
+    else:
+        md = (RESULTS / f"{name}.md").read_text().split("\n\n", 3)
+        body = f"Measured {result['machine']['when_utc']}.\n\n" + (md[3] if len(md) > 3 else "")
+    note = NOTE_FILE / f"{name}.md"
+    extra = "\n\n" + note.read_text().strip() if note.is_file() else ""
+    return f"{head}\n\n{body.strip()}{extra}\n"
+
+
+def main() -> None:
+    results = {name: load(name) for name in ORDER}
+    machines = {machine_line(r["machine"]).rsplit(";", 1)[0] for r in results.values() if r}
+    intro = NOTE_FILE / "intro.md"
+    parts = ["# Benchmarks\n", intro.read_text().strip() + "\n" if intro.is_file() else "",
+             "Machine: " + ("; ".join(sorted(machines)) if machines else "no results yet") + ".\n",
+             "## Targets\n", targets_table(results) + "\n"]
+    parts += [section(name, results[name]) for name in ORDER]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
+    print((ROOT / "BENCHMARKS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

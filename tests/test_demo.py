@@ -1,0 +1,42 @@
+"""`vigil demo` end to end on a shortened recording: train -> evaluate -> convert -> agent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import trainer.demo as demo
+
+SCHEMA = json.loads((Path(demo.__file__).parents[1] / "edge_agent" / "schemas" / "alert.schema.json").read_text())
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_the_agent_alerts_on_the_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Same pipeline as `make demo`, on a shorter recording and fewer epochs to fit the suite's budget.
+    monkeypatch.setattr(demo, "N_ROWS", 6000)
+    monkeypatch.setattr(demo, "DEMO_EPOCHS", 3)
+    lines: list[str] = []
+    summary = demo.run_demo(tmp_path / "demo", seed=0, echo=lines.append)
+
+    out = tmp_path / "demo"
+    assert (out / "run" / "run.json").is_file()
+    report = (out / "run" / "eval" / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= 6
+    assert summary["convert"]["mode"] in {"float32", "float16", "dynamic", "int8", "int8-weights"}
+    assert (out / "demo.vigil").stat().st_size > 1000
+    assert summary["agent"]["exit_code"] == 0
+
+    alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert alerts, "the faulty part produced no alert"
+    for alert in alerts:
+        jsonschema.validate(alert, SCHEMA)
+    opened = [a for a in alerts if a["phase"] == "open"]
+    # Every event that opens also closes (close_on_shutdown covers one still open at the end).
+    assert sorted(a["event_id"] for a in opened) == sorted(a["event_id"] for a in alerts if a["phase"] == "close")
+    # Alerts start inside the faulty part: rows after the training head.
+    train_end = int(demo.TRAIN_SHARE * demo.N_ROWS)
+    assert all(a["start_sample"] >= train_end for a in opened)
+    assert any("vigil demo summary" in line for line in lines)

@@ -2,8 +2,9 @@
 
 The agent is the real thing: ``.venv/bin/vigil agent run --config X`` with the
 reference bundle for a 3-axis 1 kHz stream (window 128, hop 32; the bundle
-``--quantize auto`` picks, ``benchmarks/reference.py``) and the synthetic
-vibration source. Measured from outside through /proc:
+``--quantize auto`` picks, ``benchmarks/reference.py``), the synthetic
+vibration source, and the deployed sink set: MQTT to a local mosquitto (with
+its SQLite spool) plus the JSONL file sink. Measured from outside through /proc:
 
 - cold start: process start to the first scored window, with the source
   unpaced (``pace = "fast"``, ``block_rows`` = one window) so the figure is the
@@ -18,7 +19,7 @@ vibration source. Measured from outside through /proc:
 - peak RSS: ``VmHWM`` of the process at the end of the sustained run.
 
 The reference (``benchmarks/keras_agent.py``) does the same job with TensorFlow
-and the run's ``.keras`` model (``model(window[None])``), measured the same way.
+and the run's ``.keras`` model (``model.predict(window[None])``), measured the same way.
 
 Run: ``.venv/bin/python -m benchmarks.footprint``.
 """
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 WINDOW, HOP = 128, 32
 
 
-def agent_config(folder: Path, bundle: str, pace: str, debug: bool) -> Path:
+def agent_config(folder: Path, bundle: str, pace: str, debug: bool, port: int) -> Path:
     block = f"block_rows = {WINDOW}\n" if pace == "fast" else ""
     text = f"""[device]
 id = "bench"
@@ -58,6 +60,13 @@ rate_hz = 1000.0
 seed = 3
 pace = "{pace}"
 {block}
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[spool]
+path = "{folder / f'spool-{pace}.db'}"
+
 [sinks]
 jsonl = "{folder / 'alerts.jsonl'}"
 health_jsonl = true
@@ -73,8 +82,8 @@ level = "{'debug' if debug else 'info'}"
     return path
 
 
-def agent_cold_start(folder: Path, bundle: str) -> dict[str, Any]:
-    cfg = agent_config(folder, bundle, "fast", debug=True)
+def agent_cold_start(folder: Path, bundle: str, port: int) -> dict[str, Any]:
+    cfg = agent_config(folder, bundle, "fast", debug=True, port=port)
     child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent-cold.err")
     try:
         ready = child.wait_line(r"agent .* ready", 60)
@@ -120,6 +129,33 @@ def sustained(child: Child, ready_pattern: str, stop_pattern: str, seconds: floa
             "kept_up": counts[0] / (streamed_s * 1000.0) if counts else None}
 
 
+_FLOOR = """
+import sys
+{imports}
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM"):
+        print(int(line.split()[1]) / 1024, len(sys.modules))
+"""
+FLOORS = {"python": "", "+ numpy": "import numpy",
+          "+ numpy, ai_edge_litert": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter",
+          "+ numpy, ai_edge_litert, paho-mqtt": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter\n"
+                                                "import paho.mqtt.client",
+          "+ the agent's modules (service, MQTT sink, CLI)": "import numpy\n"
+                                                "from ai_edge_litert.interpreter import Interpreter\n"
+                                                "import paho.mqtt.client\nimport edge_agent.service\n"
+                                                "import edge_agent.mqtt.sink\nimport edge_agent.cli.agent_cmds"}
+
+
+def rss_floors() -> dict[str, float]:
+    """Peak RSS (MB) of a Python that only imports what the agent needs: where the agent's MB go."""
+    out = {}
+    for label, imports in FLOORS.items():
+        done = subprocess.run([str(PYTHON), "-c", _FLOOR.format(imports=imports)], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        out[label] = float(done.stdout.split()[0])
+    return out
+
+
 def last_health(path: Path) -> dict[str, Any] | None:
     """The JSONL sink's health snapshot (``<stem>.health.json``): the agent's last health message."""
     try:
@@ -135,27 +171,42 @@ def main(seconds: float, cold_runs: int) -> dict[str, Any]:
     bundles = reference_bundles(run_dir)
     bundle = bundles["auto"]["path"]
     data: dict[str, Any] = {"bundle": bundle, "bundle_mode": bundles["auto"]["mode"], "run": str(run_dir),
-                            "window": WINDOW, "hop": HOP, "rate_hz": 1000.0, "seconds": seconds}
+                            "window": WINDOW, "hop": HOP, "rate_hz": 1000.0, "seconds": seconds,
+                            "rss_floors_mb": rss_floors()}
+    from tests.broker import MosquittoBroker
+
     with tempfile.TemporaryDirectory(prefix="vigil-footprint-") as tmp:
         folder = Path(tmp)
-        log(f"agent cold starts x{cold_runs}")
-        cold = [agent_cold_start(folder, bundle) for _ in range(cold_runs)]
-        data["agent_cold"] = summarize_cold(cold)
-        log(f"agent sustained {seconds:.0f} s at 1 kHz")
-        cfg = agent_config(folder, bundle, "realtime", debug=False)
-        child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent.err")
-        data["agent"] = sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds)
-        data["agent_health_last"] = last_health(folder / "alerts.health.json")
-        log(f"keras cold starts x{max(1, cold_runs // 2)}")
-        kcold = [keras_cold_start(folder, run_dir) for _ in range(max(1, cold_runs // 2))]
-        data["keras_cold"] = summarize_cold(kcold)
-        log(f"keras sustained {seconds:.0f} s at 1 kHz")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        child = Child([str(PYTHON), "-m", "benchmarks.keras_agent", str(run_dir), "realtime"], ROOT, env=env,
-                      stderr_path=folder / "keras.err")
-        data["keras"] = sustained(child, r"^ready", r"stopped: \d+ samples, \d+ windows", seconds)
+        broker = MosquittoBroker(folder / "mosquitto").start()
+        try:
+            agent_runs(data, folder, bundle, broker.port, seconds, cold_runs)
+        finally:
+            broker.stop()
+        keras_runs(data, folder, run_dir, seconds, cold_runs)
     write_results("footprint", data, render(data), COMMAND)
     return data
+
+
+def agent_runs(data: dict[str, Any], folder: Path, bundle: str, port: int, seconds: float, cold_runs: int) -> None:
+    log(f"agent cold starts x{cold_runs}")
+    cold = [agent_cold_start(folder, bundle, port) for _ in range(cold_runs)]
+    data["agent_cold"] = summarize_cold(cold)
+    log(f"agent sustained {seconds:.0f} s at 1 kHz")
+    cfg = agent_config(folder, bundle, "realtime", debug=False, port=port)
+    child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, stderr_path=folder / "agent.err")
+    data["agent"] = sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds)
+    data["agent_health_last"] = last_health(folder / "alerts.health.json")
+
+
+def keras_runs(data: dict[str, Any], folder: Path, run_dir: Path, seconds: float, cold_runs: int) -> None:
+    log(f"keras cold starts x{max(1, cold_runs // 2)}")
+    kcold = [keras_cold_start(folder, run_dir) for _ in range(max(1, cold_runs // 2))]
+    data["keras_cold"] = summarize_cold(kcold)
+    log(f"keras sustained {seconds:.0f} s at 1 kHz")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    child = Child([str(PYTHON), "-m", "benchmarks.keras_agent", str(run_dir), "realtime"], ROOT, env=env,
+                  stderr_path=folder / "keras.err")
+    data["keras"] = sustained(child, r"^ready", r"stopped: \d+ samples, \d+ windows", seconds)
 
 
 def summarize_cold(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -170,19 +221,24 @@ def render(data: dict[str, Any]) -> str:
     for label, key, cold in (("vigil agent (`vigil agent run`, TFLite)", "agent", "agent_cold"),
                              ("Keras reference process", "keras", "keras_cold")):
         s, c = data[key], data[cold]
-        kept = s.get("kept_up")
+        kept = s.get("kept_up")  # samples scored / samples the paced source had made due
         rows.append((label, s["peak_rss_mb"], s["rss_mb"], c["median_ready_s"], c["median_first_window_s"],
                      c["first_run_first_window_s"], 100 * s["share_of_one_core"], s["threads"],
                      f"{kept:.3f}" if kept else "n/a"))
     table = md_table(["process", "peak RSS MB (VmHWM)", "RSS MB at end", "ready s (median)",
                       "cold start s to 1st window (median)", "1st start s (cold cache)",
-                      "CPU % of one core (1 kHz, 60 s)", "threads", "samples processed / samples due"], rows)
+                      "CPU % of one core (paced 1 kHz)", "threads", "samples processed / samples due"], rows)
     h = data.get("agent_health_last") or {}
+    p50 = (h.get("scoring_latency_ms") or {}).get("p50")
+    scoring = f"{100 * p50 / 1000 * 1000.0 / data['hop']:.2f}%" if p50 else "n/a"
+    floors = ", ".join(f"{k} {v:.1f} MB" for k, v in data.get("rss_floors_mb", {}).items())
     return (table + f"\n\nStream: synthetic 3-axis 1 kHz, window {data['window']}, hop {data['hop']} "
             f"({1000.0 / data['hop']:.2f} windows/s); bundle mode `{data['bundle_mode']}`. CPU measured over "
             f"{data['seconds']:.0f} s after a 5 s warm-up (expected {expected:,.0f} samples). Agent's last "
             f"health: samples/s {h.get('samples_per_s')}, windows scored {h.get('windows_scored')}, scoring "
-            f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}.\n")
+            f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}; scoring alone "
+            f"(windows/s x p50) is {scoring} of one core, the rest of the CPU is the per-sample loop, health and "
+            f"sinks.\n\nWhere the agent's memory goes (peak RSS of a Python that only imports): {floors}.\n")
 
 
 if __name__ == "__main__":

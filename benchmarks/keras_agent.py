@@ -2,24 +2,25 @@
 
 What a user would run without vigil's edge runtime: TensorFlow + the trained
 ``.keras`` model, the same synthetic 3-axis source and window buffer, scoring
-every window with ``model(window[None])`` (the faster of predict/direct call,
-see the latency benchmark) and comparing with the run's threshold. Prints
+every window with ``model.predict(window[None])`` (or the direct call
+``model(window[None])`` with ``call``; in tf_keras the direct call runs the
+LSTM eagerly, step by step, and is the slower of the two, see the latency
+benchmark) and comparing with the run's threshold. Prints
 ``ready`` when it starts reading, ``first window`` after the first score and
 ``stopped: N samples, W windows`` on SIGTERM, like the agent's log.
 
-Usage: ``python -m benchmarks.keras_agent RUN_DIR realtime|fast``
+Usage: ``python -m benchmarks.keras_agent RUN_DIR realtime|fast [predict|call]``
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-import time
 
 import numpy as np
 
 
-def main(run_dir: str, pace: str) -> None:
+def main(run_dir: str, pace: str, how: str = "predict") -> None:
     from edge_agent.core import WindowBuffer, score_windows
     from edge_agent.sources.synthetic import SyntheticSource
     from trainer.rundir import read_run
@@ -38,13 +39,18 @@ def main(run_dir: str, pace: str) -> None:
         block = source.read(0.1)
         if block is None:
             break
-        samples += len(block)
         for row in block.values:
+            if stop:
+                break  # a backlog must not delay the shutdown
+            samples += 1
             window = buffer.push(row)
             if window is None:
                 continue
             scaled = scaler.transform(window).astype(np.float32)
-            recon = np.asarray(model(scaled[None], training=False))
+            if how == "call":
+                recon = np.asarray(model(scaled[None], training=False))
+            else:
+                recon = model.predict(scaled[None], verbose=0)
             score = float(score_windows(scaled[None], recon, run.score_function, run.score_weights)[0][0])
             alarms += score > threshold
             windows += 1
@@ -54,4 +60,4 @@ def main(run_dir: str, pace: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

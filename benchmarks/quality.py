@@ -3,10 +3,11 @@
 Per series (``benchmarks/datasets.py``: 16 labeled discord series and the 7 NAB
 ``realKnownCause`` series), with NO per-series tuning:
 
-1. ``trainer.fit.run_train`` with the trainer's defaults (window 64, hop 1,
-   units 32/16, minmax scaler, mse, threshold mean+3*std on the held-out tail,
-   no smoothing) on the series' normal training rows, except ``epochs`` (see
-   ``--epochs``; early stopping with the default patience still applies).
+1. ``trainer.fit.run_train`` with the trainer's defaults (``TrainConfig``: the
+   values are recorded in the result) on the series' normal training rows; only
+   the data, columns, row slice and timestamp column are given. ``--epochs N``
+   caps the epochs to save time (the default keeps the trainer's own; early
+   stopping with the default patience applies either way).
 2. ``converter.convert.run_convert`` with ``--quantize auto`` (the default).
 3. Score the test rows with streaming semantics (a row gets the score of the
    window ending at it; rows before the first window have none) and predict
@@ -44,11 +45,10 @@ from benchmarks.datasets import Series, all_series
 from benchmarks.reference import WORK
 
 COMMAND = ".venv/bin/python -m benchmarks.quality"
-DEFAULT_EPOCHS = 5
 MODELS = ("float", "auto", "isolation_forest", "random_same", "random_rate")
 
 
-def evaluate_series(series: Series, epochs: int, reuse: bool = False) -> dict[str, Any]:
+def evaluate_series(series: Series, epochs: int | None, reuse: bool = False) -> dict[str, Any]:
     """Train, convert, score and measure one series (runs inside a worker process)."""
     from converter.convert import ConvertConfig, run_convert
     from trainer.fit import run_train
@@ -60,8 +60,9 @@ def evaluate_series(series: Series, epochs: int, reuse: bool = False) -> dict[st
     run_dir, bundle_path = base / "run", base / "auto.vigil"
     started = time.perf_counter()
     if not (reuse and (run_dir / "run.json").is_file()):
+        extra = {} if epochs is None else {"epochs": epochs}
         cfg = train_config(series.path, run_dir, columns=series.columns, train_rows=series.train_rows,
-                           timestamp_column=series.timestamp_column, epochs=epochs, echo=lambda _m: None)
+                           timestamp_column=series.timestamp_column, echo=lambda _m: None, **extra)
         run_train(cfg)
     trained = time.perf_counter()
     if not (reuse and bundle_path.is_file()):
@@ -136,7 +137,7 @@ def measure(scores: dict[str, tuple[np.ndarray, float]], local: list[tuple[int, 
     return out
 
 
-def worker(name: str, epochs: int, reuse: bool) -> None:
+def worker(name: str, epochs: int | None, reuse: bool) -> None:
     series = {s.name: s for s in all_series()}[name]
     path = WORK / "quality" / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,13 +148,14 @@ def worker(name: str, epochs: int, reuse: bool) -> None:
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
 
 
-def run_all(names: list[str], epochs: int, jobs: int, reuse: bool) -> list[dict[str, Any]]:
+def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool) -> list[dict[str, Any]]:
     pending, running = list(names), []
     while pending or running:
         while pending and len(running) < jobs:
             name = pending.pop(0)
             log(f"start {name}")
-            cmd = [sys.executable, "-m", "benchmarks.quality", "--worker", name, "--epochs", str(epochs)]
+            cmd = [sys.executable, "-m", "benchmarks.quality", "--worker", name]
+            cmd += [] if epochs is None else ["--epochs", str(epochs)]
             running.append((name, subprocess.Popen(cmd + (["--reuse"] if reuse else []), cwd=ROOT,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
@@ -186,7 +188,7 @@ def totals(results: list[dict[str, Any]], group: str | None = None) -> dict[str,
 
 
 def render(data: dict[str, Any]) -> str:
-    head = ["series", "events", "auto mode"] + [f"{k} F1" for k in MODELS[:4]] + ["random@rate F1"] + \
+    head = ["series", "events", "epochs", "auto mode"] + [f"{k} F1" for k in MODELS[:4]] + ["random@rate F1"] + \
            [f"{k} PR-AUC" for k in ("float", "auto", "isolation_forest", "random_rate")]
     rows = []
     for r in data["series"]:
@@ -194,7 +196,7 @@ def render(data: dict[str, Any]) -> str:
             rows.append([f"{r['name']} (failed: {r['error'][:80]})"] + [None] * (len(head) - 1))
             continue
         m = r["models"]
-        rows.append([f"{r['group']}/{r['name']}", r["events"], r["auto_mode"]] +
+        rows.append([f"{r['group']}/{r['name']}", r["events"], r["epochs_run"], r["auto_mode"]] +
                     [m[k]["f1"] for k in MODELS] + [m[k]["pr_auc"] for k in ("float", "auto", "isolation_forest",
                                                                               "random_rate")])
     sections = [md_table(head, rows)]
@@ -204,15 +206,35 @@ def render(data: dict[str, Any]) -> str:
         sections.append(f"Totals, {label}:\n\n" + md_table(
             ["scorer", "series", "tp", "fp", "fn", "precision", "recall", "F1 (micro)", "F1 (macro)",
              "PR-AUC (macro)"], trows))
-    return "\n\n".join(sections) + f"\n\nEpochs: {data['epochs']} (trainer default 50 with early stopping; " \
-        f"reduced to keep the run under 20 min). Wall time: {data['seconds']:.0f} s.\n"
+    d = data["trainer_defaults"]
+    epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
+    return "\n\n".join(sections) + (
+        f"\n\nTrainer settings (defaults of `TrainConfig`): window {d['window']}, hop {d['hop']}, model {d['model']} "
+        f"{d['units']}, lr {d['learning_rate']}, epochs {d['epochs']} ({epochs}) with early stopping patience "
+        f"{d['patience']}, validation fraction {d['validation_fraction']}, scaler {d['scaler']}, score {d['score']}, "
+        f"threshold {d['threshold']} k={d['k']}, smoothing {d['smoothing']}. Converter: `--quantize auto`. "
+        f"{data['jobs']} series at a time; wall time {data['seconds'] / 60:.1f} min.\n")
 
 
-def main(epochs: int, jobs: int, only: list[str] | None, reuse: bool) -> None:
-    names = [s.name for s in all_series() if not only or s.name in only]
+def trainer_defaults() -> dict[str, Any]:
+    import dataclasses
+
+    from trainer.fit import TrainConfig
+
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)
+            if f.default is not dataclasses.MISSING and f.name != "echo"}
+
+
+def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool) -> None:
+    series = [s for s in all_series() if not only or s.name in only]
+    names = [s.name for s in series]
+    # longest training first, so the last jobs to finish are short ones
+    biggest_first = [s.name for s in sorted(series, key=lambda s: s.train_rows[0] - s.train_rows[1])]
     started = time.perf_counter()
-    results = run_all(names, epochs, jobs, reuse)
-    data = {"epochs": epochs, "jobs": jobs, "series": results, "seconds": time.perf_counter() - started,
+    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse)}
+    results = [by_name[n] for n in names]
+    data = {"epochs": epochs, "jobs": jobs, "trainer_defaults": trainer_defaults(), "series": results,
+            "seconds": time.perf_counter() - started,
             "totals": {"all": totals(results), "discords": totals(results, "discords"),
                        "NAB realKnownCause": totals(results, "NAB")}}
     write_results("quality", data, render(data), COMMAND)
@@ -220,7 +242,7 @@ def main(epochs: int, jobs: int, only: list[str] | None, reuse: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: the trainer's)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--reuse", action="store_true", help="reuse trained runs/bundles in .work/quality")

@@ -15,7 +15,6 @@ Run: ``.venv/bin/python -m benchmarks.size``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 

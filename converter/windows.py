@@ -65,7 +65,9 @@ def split_train_rows(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
 
 
 def raw_windows(rows: np.ndarray, spec: WindowSpec) -> np.ndarray:
-    return np.ascontiguousarray(sliding_windows(np.asarray(rows, np.float32), spec))
+    """All windows as a read-only *view* (no copy: a long file has window-times more
+    window values than rows); :func:`evenly` copies only the windows it keeps."""
+    return sliding_windows(np.asarray(rows, np.float32), spec)
 
 
 def calibration_windows(rows: np.ndarray, scaler: Scaler, spec: WindowSpec, limit: int) -> np.ndarray:

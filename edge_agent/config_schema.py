@@ -76,6 +76,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reconnect_min_s": Key("float", 1.0, "first reconnect delay (doubles, with jitter)", low=0.01, high=3600),
         "reconnect_max_s": Key("float", 60.0, "longest reconnect delay", low=0.01, high=86400),
         "connect_timeout_s": Key("float", 10.0, "give up one connection attempt after this long", low=0.1, high=600),
+        "drain_timeout_s": Key("float", 5.0, "on a clean stop, wait up to this long for the broker to take the "
+                               "alerts still in the spool (whatever is left stays spooled)", low=0.0, high=600),
     },
     "mqtt.tls": {
         "enabled": Key("bool", False, "use TLS; on automatically when ca_file, cert_file or insecure is set"),

@@ -22,6 +22,7 @@ import io
 import re
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -204,8 +205,6 @@ def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = 
     toml_text = rewrite_bundle_path(config.read_text(encoding="utf-8"), installed_bundle)
     if read_toml_text(toml_text).get("bundle", {}).get("path") != installed_bundle:
         raise VigilInputError("could not rewrite bundle.path", file=str(config), key="bundle.path")
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="vigil-wheel-") as tmp:
         wheel = build_wheel(Path(tmp))
         top = _top_name(out)

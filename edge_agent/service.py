@@ -339,9 +339,31 @@ class AgentService:
                 self._emit(event, note=" (closed at shutdown)")
         if float(self.config.values["health"]["interval_s"]) > 0:
             _quietly(self._publish_health, "final health")
+        self._drain(float(self.config.values["mqtt"]["drain_timeout_s"]))
         self.sink.stop()
         log.info("stopped: %d samples, %d windows scored, %d alerts", self.health.samples,
                  self.health.windows_scored, self.health.alerts_published)
+
+    def _drain(self, timeout: float) -> None:
+        """Give the broker a bounded chance to take what is still spooled before we go.
+
+        A short replay can end before the first connection is even up; without
+        this the alerts would wait in the spool for the next start.
+        """
+        deadline = time.monotonic() + timeout
+        for name, sink, _ in self.sink.sinks:
+            if name != "mqtt":
+                continue
+            while time.monotonic() < deadline:
+                self.notifier.watchdog()
+                stats = sink.stats()
+                if not stats.get("spool_depth") and not stats.get("inflight"):
+                    break
+                time.sleep(0.05)
+            left = sink.stats().get("spool_depth", 0)
+            if left:
+                log.warning("stopping with %d alert(s) still spooled (broker %s); they go out at the next start",
+                            left, "connected" if sink.stats().get("connected") else "unreachable")
 
 
 def _row_lookup(stamps: np.ndarray, first_row: int) -> Any:

@@ -41,6 +41,7 @@ class IsolationForestBaseline:
         self.smoothing_alpha = smoothing_alpha
         self.seed: int | None = None
         self.threshold: float | None = None
+        self.threshold_strategy: str | None = None
         self.scaler: Scaler | None = None
         self.spec: WindowSpec | None = None
         self._forest: Any = None
@@ -75,7 +76,8 @@ class IsolationForestBaseline:
         """The run.json ``baseline`` section."""
         return {"kind": self.kind, "n_estimators": self.n_estimators, "max_samples": self.max_samples,
                 "seed": self.seed, "input": "flattened scaled windows of the fitted rows",
-                "smoothing_alpha": self.smoothing_alpha, "threshold": self.threshold}
+                "smoothing_alpha": self.smoothing_alpha, "threshold": self.threshold,
+                "threshold_strategy": self.threshold_strategy}
 
     def _flat_windows(self, values: np.ndarray) -> np.ndarray:
         assert self.scaler is not None and self.spec is not None
@@ -94,8 +96,10 @@ def baseline_from_run(run: Any) -> IsolationForestBaseline:
         smoothing_alpha=section.get("smoothing_alpha", run.smoothing_alpha),
     )
     rows = np.asarray(run.train_rows(), dtype=np.float64)
-    fit_rows, _ = split_train_rows(rows, float(run.meta["training"]["validation_fraction"]))
+    fraction = float((run.meta.get("training") or {}).get("validation_fraction", 0.2))
+    fit_rows, _ = split_train_rows(rows, fraction)
     base.fit(fit_rows, run.scaler, run.spec, int(section.get("seed", run.meta.get("seed", 0))))
     threshold = section.get("threshold")
     base.threshold = None if threshold is None else float(threshold)
+    base.threshold_strategy = section.get("threshold_strategy")
     return base

@@ -119,8 +119,14 @@ def _load_data(run: RunInfo, data: str | Path, rows: tuple[int | None, int | Non
 def _load_ranges(labels: str | Path, table: Table, channel: str | None,
                  series: str | None) -> tuple[list[tuple[int, int]], list[str]]:
     """Label ranges inside the loaded rows; none at all there is an input error."""
-    label_set = read_labels(labels, n_rows=table.n_rows, timestamps=table.timestamps,
-                            row_offset=table.row_offset, channel=channel, series=series)
+    kwargs = dict(n_rows=table.n_rows, timestamps=table.timestamps, row_offset=table.row_offset, channel=channel)
+    try:
+        label_set = read_labels(labels, series=series, **kwargs)
+    except VigilInputError:
+        if series is not None:
+            raise
+        # A label file with several series (NAB, discords): the data path usually names its key.
+        label_set = read_labels(labels, series=table.source, **kwargs)
     first, end = table.row_offset, table.row_offset + table.n_rows
     if not label_set.ranges and label_set.dropped:
         raise VigilInputError(f"all {label_set.dropped} label range(s) lie outside the evaluated data rows "

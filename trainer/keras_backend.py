@@ -9,6 +9,8 @@ TF 2.21). ``TF_USE_LEGACY_KERAS`` must be set before tensorflow is imported.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from types import ModuleType
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -17,14 +19,37 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def keras() -> ModuleType:
     """Return the tf_keras module (imported lazily: it takes seconds)."""
+    tensorflow()
     import tf_keras
 
     return tf_keras
 
 
 def tensorflow() -> ModuleType:
-    import tensorflow as tf
+    """Return tensorflow, imported with its C++ start-up chatter kept off the terminal.
 
+    TF 2.21 writes absl lines (CUDA probing, oneDNN notes) straight to file
+    descriptor 2 before any log level applies, so the first import runs with
+    fd 2 pointed at a temporary file, which is replayed if the import fails.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # probes CUDA now, while quiet
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     return tf
 
 

@@ -8,6 +8,8 @@ gets a one-line hint for the others.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from edge_agent.cli import agent_cmds, alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, train_cmds
@@ -23,5 +25,23 @@ for group in (train_cmds, evaluate_cmds, convert_cmds, agent_cmds, alerts_cmds, 
     group.register(app)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``vigil`` script: usage mistakes are one line too, exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="vigil", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("vigil: aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # click's UsageError/ClickException (typer vendors click in newer
+        # releases, so match by shape rather than by import path).
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "vigil"
+        message = exc.format_message()
+        if message:  # empty when no_args_is_help already printed the help
+            typer.echo(f"{where}: {message} (see {where} --help)", err=True)
+        sys.exit(int(exc.exit_code))
+    sys.exit(code if isinstance(code, int) else 0)

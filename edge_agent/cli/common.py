@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -17,7 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Top-level modules each extra brings; a missing one means the extra is absent.
 _EXTRA_MODULES = {
-    "train": ("tensorflow", "sklearn", "matplotlib"),
+    "train": ("tensorflow", "tf_keras", "sklearn", "matplotlib"),
     "edge": ("paho.mqtt",),
 }
 
@@ -30,6 +31,11 @@ def fail(command: str, message: str, code: int = 2) -> None:
 
 def load_extra(command: str, extra: str, module: str) -> ModuleType:
     """Import ``module``; if its extra is not installed, exit with a hint."""
+    # Look the extra's packages up without importing them (tensorflow takes
+    # seconds to import and prints C++ chatter when it does).
+    for name in _EXTRA_MODULES.get(extra, ()):
+        if _missing(name):
+            fail(command, f"needs the {extra} extra: pip install 'vigil-edge[{extra}]'")
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -57,3 +63,10 @@ def one_line_errors(command: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a parent package is missing
+        return True

@@ -30,7 +30,6 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default RUN/eval)."),
 ) -> None:
     """Score labeled data with RUN and report LSTM-AE vs IsolationForest metrics and plots."""
-    load_extra("evaluate", "train", "tf_keras")  # fail with the install hint before any work
     evaluation = load_extra("evaluate", "train", "trainer.evaluate")
     result = evaluation.run_evaluate(run, data, labels, rows=rows, out=out, channel=channel, series=series)
     out_dir = out if out is not None else run / "eval"

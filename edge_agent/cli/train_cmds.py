@@ -24,7 +24,7 @@ TRAIN_HELP = """Fit an autoencoder on normal rows of DATA and write a run direct
 
 The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler sees only them); the held-out tail drives early stopping and sets the threshold. Prints one line per epoch. Writes RUN/model.keras, RUN/run.json, RUN/train_rows.npy and RUN/loss.png.
 
-DEFAULTS_NOTE
+Defaults: a 128-row window scored every 4th row (--hop 4): long enough to hold a cycle, or a good part of one, of typical machine or body signals sampled at tens to hundreds of Hz, at a quarter of the hop-1 compute in training and on the device (alarm delay at most 3 rows). Shorten --window for slow signals; lengthen it, or use --model dense, for long cycles. Threshold: mean + 3 std of the held-out windows' scores, no smoothing. On the ECG record chfdb_chf01_275 (train rows 0:1833) these defaults detect the labeled beat with no false event for seeds 0, 1 and 2.
 
 Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg
 """

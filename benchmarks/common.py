@@ -88,6 +88,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "packages": package_versions(),
+        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "when_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -98,7 +99,7 @@ def machine_line(info: dict[str, Any]) -> str:
             f"{info['mem_total_mb']:.0f} MB RAM, Linux {info['kernel']}, Python {info['python']}, "
             f"numpy {p['numpy']}, tensorflow {p['tensorflow']}, tf_keras {p['tf_keras']}, "
             f"ai-edge-litert {p['ai-edge-litert']}, scikit-learn {p['scikit-learn']}, "
-            f"paho-mqtt {p['paho-mqtt']}; {info['when_utc']}")
+            f"paho-mqtt {p['paho-mqtt']}; {info['when_utc']}, load average {info.get('loadavg_1_5_15')}")
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -126,7 +126,9 @@ def section(name: str, result: dict[str, Any] | None) -> str:
         body = "Not run yet: no `benchmarks/results/" + name + ".json`."
     else:
         md = (RESULTS / f"{name}.md").read_text().split("\n\n", 3)
-        body = f"Measured {result['machine']['when_utc']}.\n\n" + (md[3] if len(md) > 3 else "")
+        load = result["machine"].get("loadavg_1_5_15")
+        body = (f"Measured {result['machine']['when_utc']}" + (f" (load average 1/5/15 min at the end: {load})"
+                if load else "") + ".\n\n" + (md[3] if len(md) > 3 else ""))
     note = NOTE_FILE / f"{name}.md"
     extra = "\n\n" + note.read_text().strip() if note.is_file() else ""
     return f"{head}\n\n{body.strip()}{extra}\n"

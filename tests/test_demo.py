@@ -28,6 +28,7 @@ def test_demo_runs_every_step_and_the_agent_alerts_on_the_faults(tmp_path: Path,
     assert summary["convert"]["mode"] in {"float32", "float16", "dynamic", "int8", "int8-weights"}
     assert (out / "demo.vigil").stat().st_size > 1000
     assert summary["agent"]["exit_code"] == 0
+    assert summary["agent"]["faults_caught"], "the agent caught none of the injected faults"
 
     alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     assert alerts, "the faulty part produced no alert"
@@ -40,3 +41,10 @@ def test_demo_runs_every_step_and_the_agent_alerts_on_the_faults(tmp_path: Path,
     train_end = int(demo.TRAIN_SHARE * demo.N_ROWS)
     assert all(a["start_sample"] >= train_end for a in opened)
     assert any("vigil demo summary" in line for line in lines)
+
+
+def test_match_events_counts_caught_faults_and_false_events() -> None:
+    faults = [(100, 199), (300, 399), (500, 599)]
+    events = [(150, 160), (180, 320), (420, 430), (700, 800)]
+    # (150,160) and (180,320) overlap fault 0; (180,320) also fault 1; the last two overlap nothing.
+    assert demo.match_events(events, faults) == {"faults_caught": [0, 1], "false_events": 2}

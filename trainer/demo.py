@@ -121,7 +121,7 @@ def run_demo(out: str | Path = "demo_out", seed: int = 0, echo: Callable[[str], 
     summary["convert"] = _convert(paths, echo)
 
     echo("[5/5] agent: replay the faulty part through the device's service loop")
-    summary["agent"] = _agent(paths, train_end)
+    summary["agent"] = _agent(paths, train_end, faults)
 
     summary["seconds"] = round(time.monotonic() - started, 1)
     (paths.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -161,7 +161,7 @@ def _convert(paths: DemoPaths, echo: Callable[[str], None]) -> dict[str, Any]:
     return {"bundle": str(result.bundle_path), "mode": result.mode}
 
 
-def _agent(paths: DemoPaths, train_end: int) -> dict[str, Any]:
+def _agent(paths: DemoPaths, train_end: int, faults: list[tuple[int, int]]) -> dict[str, Any]:
     from edge_agent.config import load_config
     from edge_agent.service import AgentService
 
@@ -169,8 +169,19 @@ def _agent(paths: DemoPaths, train_end: int) -> dict[str, Any]:
     paths.alerts.unlink(missing_ok=True)
     code = AgentService(load_config(paths.agent_config)).run()
     alerts = [json.loads(line) for line in paths.alerts.read_text().splitlines() if line.strip()]
-    opened = [a for a in alerts if a.get("phase") == "open"]
-    return {"exit_code": code, "alerts": len(alerts), "events": len(opened), "file": str(paths.alerts)}
+    closed = [(a["start_sample"], a["end_sample"]) for a in alerts if a.get("phase") == "close"]
+    return {"exit_code": code, "alerts": len(alerts), "events": len(closed), "file": str(paths.alerts),
+            **match_events(closed, faults)}
+
+
+def match_events(events: list[tuple[int, int]], faults: list[tuple[int, int]]) -> dict[str, Any]:
+    """Which faults the agent's events overlap, and how many events overlap none (false alarms)."""
+    def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+        return a[0] <= b[1] and b[0] <= a[1]
+
+    caught = [i for i, fault in enumerate(faults) if any(overlaps(e, fault) for e in events)]
+    false = sum(1 for e in events if not any(overlaps(e, fault) for fault in faults))
+    return {"faults_caught": caught, "false_events": false}
 
 
 def render_summary(summary: dict[str, Any], paths: DemoPaths) -> str:
@@ -182,12 +193,20 @@ def render_summary(summary: dict[str, Any], paths: DemoPaths) -> str:
     agent = summary["agent"]
     lines += [
         f"            bundle: {summary['convert']['bundle']} ({summary['convert']['mode']})",
-        f"             agent: {agent['events']} events from {len(summary['faults'])} injected faults "
-        f"-> {agent['file']}",
+        f"             agent: {agent['events']} events; caught {len(agent['faults_caught'])} of "
+        f"{len(summary['faults'])} injected faults ({_names(agent['faults_caught'])}), "
+        f"{agent['false_events']} false -> {agent['file']}",
         f"            report: {summary['evaluate']['report']}",
         f"              time: {summary['seconds']} s",
     ]
     return "\n".join(lines)
+
+
+FAULT_NAMES = ("bearing impacts", "imbalance", "spikes", "flat-lined y")
+
+
+def _names(indices: list[int]) -> str:
+    return ", ".join(FAULT_NAMES[i] for i in indices) or "none"
 
 
 def _fmt(value: Any) -> str:

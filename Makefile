@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast broker clean
+.PHONY: setup demo test test-fast broker clean bench bench-latency bench-footprint bench-size bench-quality bench-reliability
 
 setup: $(STAMP)
 
@@ -30,6 +30,15 @@ test: $(STAMP) broker
 # everything but the tests that train or convert a model
 test-fast: $(STAMP) broker
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Benchmarks (not tests): each writes benchmarks/results/<name>.json and .md; see BENCHMARKS.md.
+bench-latency bench-footprint bench-size bench-quality: $(STAMP)
+	$(BIN)/python -m benchmarks.$(@:bench-%=%)
+
+bench-reliability: $(STAMP) broker
+	$(BIN)/python -m benchmarks.reliability
+
+bench: bench-latency bench-size bench-footprint bench-reliability bench-quality
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

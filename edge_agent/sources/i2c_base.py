@@ -32,6 +32,7 @@ import numpy as np
 
 from edge_agent.errors import VigilInputError
 from edge_agent.sources.base import SampleBlock, SourceStats
+from edge_agent.sources.retry import RetryTimer
 
 AXES = ["x", "y", "z"]
 
@@ -78,15 +79,12 @@ class I2CAccelerometer:
         self._clock = clock
         self._sleep = sleep
         self._start_time = start_time
-        self._retry_min = float(retry_min_s)
-        self._retry_max = float(retry_max_s)
+        self._retry = RetryTimer(retry_min_s, retry_max_s, clock, sleep)
         self._stall_s = max(float(stall_s), 10.0 / float(rate_hz))  # a few sample periods at least
         self._ready = False
         self._index = 0              # index of the next sample we will hand out
         self._drained_at = 0.0       # clock time up to which the chip's output is accounted for
         self._pending_gap = 0        # lost samples to report with the next block
-        self._retry_at = 0.0
-        self._backoff = self._retry_min
 
     # ------------------------------------------------------------------ chip hooks
 
@@ -197,15 +195,11 @@ class I2CAccelerometer:
     def _fail(self) -> None:
         self.stats.read_errors += 1
         self._ready = False
-        self._retry_at = self._clock() + self._backoff
-        self._backoff = min(self._backoff * 2.0, self._retry_max)
+        self._retry.failed()
 
     def _reinit(self, deadline: float) -> bool:
-        now = self._clock()
-        if now < self._retry_at:
-            self._sleep(max(0.0, min(self._retry_at, deadline) - now))
-            if self._clock() < self._retry_at:
-                return False
+        if not self._retry.wait_due(deadline):
+            return False
         try:
             self._configure()
         except (OSError, ChipError):
@@ -216,7 +210,7 @@ class I2CAccelerometer:
         self._add_gap(max(1, int(round((now - self._drained_at) * float(self.sampling_rate_hz or 1.0)))))
         self._drained_at = now
         self._ready = True
-        self._backoff = self._retry_min
+        self._retry.succeeded()
         self.stats.reconnects += 1
         return True
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from edge_agent.errors import VigilInputError
 from edge_agent.sources.base import SampleBlock, SourceStats
+from edge_agent.sources.retry import RetryTimer
 from edge_agent.sources.stdin import LineParser, LineStamper, line_block
 
 
@@ -49,9 +50,7 @@ class SerialLineSource:
         self._stamper = LineStamper(rate_hz, start_time)
         self._opener = opener or self._open_port
         self._clock, self._sleep = clock, sleep
-        self._retry_min, self._retry_max = float(reconnect_min_s), float(reconnect_max_s)
-        self._backoff = self._retry_min
-        self._retry_at = 0.0
+        self._retry = RetryTimer(reconnect_min_s, reconnect_max_s, clock, sleep)
         self._lost_at: float | None = None
         self._pending_gap = 0
         self._ser: Any = None
@@ -109,18 +108,13 @@ class SerialLineSource:
     def _fail(self) -> None:
         self.stats.read_errors += 1
         self._drop_port()
-        now = self._clock()
         if self._lost_at is None:
-            self._lost_at = now
-        self._retry_at = now + self._backoff
-        self._backoff = min(self._backoff * 2.0, self._retry_max)
+            self._lost_at = self._clock()
+        self._retry.failed()
 
     def _reconnect(self, deadline: float) -> bool:
-        now = self._clock()
-        if now < self._retry_at:
-            self._sleep(max(0.0, min(self._retry_at, deadline) - now))
-            if self._clock() < self._retry_at:
-                return False
+        if not self._retry.wait_due(deadline):
+            return False
         try:
             self._ser = self._opener()
         except (OSError, ValueError):
@@ -128,7 +122,7 @@ class SerialLineSource:
             return False
         self._parser.reset()  # the partial line from before the outage is worthless
         self._note_gap()
-        self._backoff = self._retry_min
+        self._retry.succeeded()
         self.stats.reconnects += 1
         return True
 

@@ -69,7 +69,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "password": Key("str", "", "password in plain text (prefer password_env or password_file)", secret=True),
         "password_env": Key("str", "", "name of an environment variable holding the password"),
         "password_file": Key("path", "", "file whose first line is the password"),
-        "protocol": Key("str", "3.1.1", "MQTT protocol version", choices=("3.1.1", "5")),
+        "protocol": Key("str", "5", "MQTT protocol version; 5 lets the broker refuse a publish (e.g. ACL) "
+                        "so the alert stays spooled, while 3.1.1 brokers acknowledge and drop it",
+                        choices=("3.1.1", "5")),
         "keepalive": Key("int", 30, "keepalive seconds (the broker publishes the Last Will after 1.5x)",
                          low=5, high=65535),
         "topic_prefix": Key("str", "vigil/{device_id}", "topic prefix; {device_id} is replaced by device.id"),

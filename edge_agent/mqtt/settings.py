@@ -64,7 +64,9 @@ class MqttSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     tls: TlsSettings | None = None
-    protocol: str = "3.1.1"  # "3.1.1" or "5"
+    # "5" by default: a v5 broker answers a refused publish (ACL) with a reason
+    # code, so the alert stays in the spool; a 3.1.1 broker acknowledges and drops it.
+    protocol: str = "5"
     keepalive: int = C.DEFAULT_KEEPALIVE_S
     topic_prefix: str = C.DEFAULT_TOPIC_PREFIX
     reconnect_min_s: float = C.DEFAULT_RECONNECT_MIN_S

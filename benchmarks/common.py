@@ -112,6 +112,8 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             if abs(v) >= 1:
                 return f"{v:.2f}"
             return f"{v:.3g}"
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
+            return f"{v:,}"
         return "n/a" if v is None else str(v)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

@@ -193,7 +193,9 @@ def render(data: dict[str, Any]) -> str:
     rows = []
     for r in data["series"]:
         if "models" not in r:
-            rows.append([f"{r['name']} (failed: {r['error'][:80]})"] + [None] * (len(head) - 1))
+            why = r["error"].split(".csv: ", 1)[-1].split(".txt: ", 1)[-1]
+            rows.append([f"{r.get('group', '?')}/{r['name']}: **not trainable with the defaults**: {why}"]
+                        + [None] * (len(head) - 1))
             continue
         m = r["models"]
         rows.append([f"{r['group']}/{r['name']}", r["events"], r["epochs_run"], r["auto_mode"]] +
@@ -247,8 +249,14 @@ if __name__ == "__main__":
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--reuse", action="store_true", help="reuse trained runs/bundles in .work/quality")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true", help="rewrite results/quality.md from quality.json")
     args = parser.parse_args()
-    if args.worker:
+    if args.render:
+        from benchmarks.common import RESULTS
+
+        saved = json.loads((RESULTS / "quality.json").read_text())
+        write_results("quality", saved, render(saved), COMMAND)
+    elif args.worker:
         worker(args.worker, args.epochs, args.reuse)
     else:
         main(args.epochs, args.jobs, args.only, args.reuse)

@@ -6,11 +6,14 @@ exclusive bounds (2330, 2600)) must be found with at most one false event.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "discords"
+# The shared data sits beside the checkout (../shared/data); VIGIL_SHARED_DATA overrides it.
+SHARED = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA_DIR = SHARED / "discords"
 ECG = DATA_DIR / "ecg" / "chfdb_chf01_275.txt"
 LABELS = DATA_DIR / "labels.json"
 

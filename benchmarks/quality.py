@@ -201,7 +201,7 @@ def render(data: dict[str, Any]) -> str:
         rows.append([f"{r['group']}/{r['name']}", r["events"], r["epochs_run"], r["auto_mode"]] +
                     [m[k]["f1"] for k in MODELS] + [m[k]["pr_auc"] for k in ("float", "auto", "isolation_forest",
                                                                               "random_rate")])
-    sections = [md_table(head, rows)]
+    sections = [md_table(head, rows), "Event-wise precision / recall (tp, fp, fn) per series:\n\n" + pr_table(data)]
     for label, tot in data["totals"].items():
         trows = [(k, t["series"], t["tp"], t["fp"], t["fn"], t["precision"], t["recall"], t["f1"], t["macro_f1"],
                   t["macro_pr_auc"]) for k, t in tot.items()]
@@ -225,6 +225,20 @@ def trainer_defaults() -> dict[str, Any]:
 
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING and f.name != "echo"}
+
+
+def pr_table(data: dict[str, Any]) -> str:
+    keys = ("float", "auto", "isolation_forest", "random_rate")
+    rows = []
+    for r in data["series"]:
+        if "models" not in r:
+            continue
+        cells = []
+        for k in keys:
+            m = r["models"][k]
+            cells.append(f"{m['precision']:.2f} / {m['recall']:.2f} ({m['tp']}, {m['fp']}, {m['fn']})")
+        rows.append([r["name"]] + cells)
+    return md_table(["series"] + [f"{k} P / R (tp, fp, fn)" for k in keys], rows)
 
 
 def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool) -> None:

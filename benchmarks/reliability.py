@@ -189,10 +189,12 @@ def run_once(folder: Path, bundle: str, outages: int, outage_s: float, n_rows: i
             time.sleep(0.1)
         time.sleep(1.0)  # late duplicates, if any
     finally:
-        watcher.stop()
-        sub.stop()
-        agent.stop()
-        broker.stop()
+        # each step on its own: one failing must not leave a broker or an agent running
+        for step in (agent.stop, broker.stop, sub.stop, watcher.stop):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - report and go on cleaning up
+                log(f"cleanup: {step.__qualname__} failed: {exc}")
     return summarize(produced, sub.snapshot(), watcher, agent.text(), code, schedule, duration)
 
 

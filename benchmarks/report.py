@@ -83,8 +83,8 @@ def _f1(r: dict[str, Any]) -> tuple[str, bool]:
     dm = abs(t["auto"]["macro_f1"] - t["float"]["macro_f1"])
     worst = max((abs(s["models"]["auto"]["f1"] - s["models"]["float"]["f1"]) for s in r["series"] if "models" in s),
                 default=0.0)
-    return (f"total event-F1 float {t['float']['f1']:.3f} vs auto {t['auto']['f1']:.3f} (|d| {d:.3f}; macro |d| "
-            f"{dm:.3f}; worst single series |d| {worst:.3f})", d <= 0.02)
+    return (f"total event-F1 float {t['float']['f1']:.3f} vs auto {t['auto']['f1']:.3f} (difference {d:.3f}; "
+            f"macro {dm:.3f}; largest on one series {worst:.3f})", d <= 0.02)
 
 
 def _lost(r: dict[str, Any]) -> tuple[str, bool]:

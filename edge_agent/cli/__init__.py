@@ -1,47 +1,48 @@
-"""The ``vigil`` command line: one app, commands grouped by package.
+"""The ``vigil`` command line (entry point ``main``).
 
-Command modules only declare options; their bodies import ``trainer`` /
-``converter`` lazily (through :func:`edge_agent.cli.common.load_extra`) so a
-device with only the edge extra installed can still run ``vigil agent`` and
-gets a one-line hint for the others.
+The commands live in a typer app (:mod:`edge_agent.cli.app`). ``vigil agent
+run``, what systemd starts and keeps running for months, skips typer: the app
+and what it pulls in (rich, pydantic) would cost the device about 8 MB of
+resident memory for parsing one option.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import typer
-
-from edge_agent.cli import agent_cmds, alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, train_cmds
-
-app = typer.Typer(
-    name="vigil",
-    help="vigil-edge: train an LSTM autoencoder, ship a TFLite bundle, score and alert on the device.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-for group in (train_cmds, evaluate_cmds, convert_cmds, agent_cmds, alerts_cmds, demo_cmds):
-    group.register(app)
+AGENT_RUN = ("agent", "run")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``vigil`` script: usage mistakes are one line too, exit 2."""
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="vigil", standalone_mode=False)
-    except typer.Abort:
-        typer.echo("vigil: aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        # click's UsageError/ClickException (typer vendors click in newer
-        # releases, so match by shape rather than by import path).
-        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
-        ctx = getattr(exc, "ctx", None)
-        where = ctx.command_path if ctx is not None else "vigil"
-        message = exc.format_message()
-        if message:  # empty when no_args_is_help already printed the help
-            typer.echo(f"{where}: {message} (see {where} --help)", err=True)
-        sys.exit(int(exc.exit_code))
-    sys.exit(code if isinstance(code, int) else 0)
+    """Entry point of the ``vigil`` script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    config = agent_run_config(args)
+    if config is not None:
+        from edge_agent.cli.agent_run import run_agent
+
+        sys.exit(run_agent(config))
+    from edge_agent.cli.app import run_app
+
+    run_app(args)
+
+
+def agent_run_config(args: list[str]) -> str | None:
+    """The config path of a plain ``agent run --config FILE``; None sends it through typer."""
+    if tuple(args[:2]) != AGENT_RUN:
+        return None
+    rest = args[2:]
+    if len(rest) == 2 and rest[0] in ("--config", "-c") and not rest[1].startswith("-"):
+        return rest[1]
+    if len(rest) == 1 and rest[0].startswith("--config=") and len(rest[0]) > len("--config="):
+        return rest[0][len("--config="):]
+    return None  # --help, a mistake, ...: typer prints help or the one-line usage error
+
+
+def __getattr__(name: str) -> Any:
+    # `from edge_agent.cli import app` keeps working without importing typer eagerly.
+    if name == "app":
+        from edge_agent.cli.app import app
+
+        return app
+    raise AttributeError(name)

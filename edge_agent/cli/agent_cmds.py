@@ -21,13 +21,10 @@ def run_cmd(
     config: Path = typer.Option(..., "--config", "-c", help="agent TOML file (see firmware_configs/README.md)"),
 ) -> None:
     """Run the agent until SIGTERM/SIGINT (or the end of a replayed file); exit 0 after a clean stop."""
-    from edge_agent.config import load_config
-    from edge_agent.service import AgentService, configure_logging
+    # `vigil agent run --config FILE` normally reaches run_agent without typer (edge_agent.cli.main).
+    from edge_agent.cli.agent_run import run_agent
 
-    cfg = load_config(config)
-    configure_logging(cfg.values["log"]["level"])
-    code = AgentService(cfg).run()
-    raise typer.Exit(code)
+    raise typer.Exit(run_agent(str(config)))
 
 
 @agent_app.command("check-config")

@@ -1,0 +1,5 @@
+"""``python -m edge_agent.cli`` = ``vigil``."""
+
+from edge_agent.cli import main
+
+main()

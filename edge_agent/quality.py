@@ -9,10 +9,8 @@ into its :class:`~edge_agent.core.windowing.WindowBuffer`, split into *runs*:
     for run in quality.clean(block):
         if run.reset_before:
             buffer.reset()
-        for i in range(len(run.values)):
-            window = buffer.push(run.values[i])
-            if window is not None:
-                score(window, time=run.timestamps[i])
+        for i, window in buffer.push_many(run.values):
+            score(window, time=run.timestamps[i])
 
 A sample is **bad** when any value is NaN/inf, outside ``valid_range`` (inclusive
 ``(lo, hi)``, same for every feature; None = no range check), or the source

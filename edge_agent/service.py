@@ -281,11 +281,9 @@ class AgentService:
             if run.reset_before:
                 self.buffer.reset()
                 self.smoother.reset()
-            values, times = run.values, run.timestamps
-            for i in range(values.shape[0]):
-                window = self.buffer.push(values[i])
-                if window is not None:
-                    self._score(window, rows(times[i]), float(times[i]))
+            times = run.timestamps
+            for i, window in self.buffer.push_many(run.values):
+                self._score(window, rows(times[i]), float(times[i]))
 
     def _score(self, window: np.ndarray, row: int, stamp: float) -> None:
         started = time.perf_counter()

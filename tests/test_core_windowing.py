@@ -64,3 +64,29 @@ def test_invalid_spec_rejected() -> None:
         WindowSpec(window=1)
     with pytest.raises(ValueError):
         WindowSpec(window=4, hop=0)
+
+
+@pytest.mark.parametrize(("window", "hop"), [(4, 1), (5, 2), (8, 3), (6, 6)])
+def test_push_many_yields_the_same_windows_at_the_same_samples_as_push(window: int, hop: int) -> None:
+    rng = np.random.default_rng(window * 10 + hop)
+    rows = rng.normal(size=(97, 2)).astype(np.float32)
+    one = WindowBuffer(WindowSpec(window, hop), 2)
+    expected = [(i, w.copy()) for i, row in enumerate(rows) if (w := one.push(row)) is not None]
+    many = WindowBuffer(WindowSpec(window, hop), 2)
+    got, start = [], 0
+    for size in [1, 3, 7, 2, 30, 5, 49]:  # uneven blocks, as a source delivers them
+        block = rows[start : start + size]
+        got += [(start + i, w.copy()) for i, w in many.push_many(block)]
+        start += size
+    assert start == len(rows)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected))
+    assert many.rows_seen == one.rows_seen == len(rows)
+
+
+def test_push_many_after_reset_starts_a_fresh_window() -> None:
+    buf = WindowBuffer(WindowSpec(3, 1), 1)
+    assert [i for i, _ in buf.push_many(np.arange(4.0)[:, None])] == [2, 3]
+    buf.reset()
+    out = [(i, w.ravel().tolist()) for i, w in buf.push_many(np.array([[10.0], [11.0], [12.0]]))]
+    assert out == [(2, [10.0, 11.0, 12.0])]

@@ -8,6 +8,7 @@ from the same rows; tests hold them to that.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,3 +127,35 @@ class WindowBuffer:
             return None
         self._since_emit = 0
         return self._buf[self._pos : self._pos + w]
+
+    def push_many(self, samples: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Add ``[k, features]`` samples; yield ``(i, window)`` for each window completed at sample ``i``.
+
+        Same windows as calling :meth:`push` per sample, but the samples between
+        two windows are copied in one slice: at 1 kHz a per-sample Python call is
+        most of the agent's CPU time. Each window is a view valid until the
+        generator resumes; score it (or copy it) before asking for the next.
+        """
+        samples = np.asarray(samples)
+        w, hop, n, i = self.spec.window, self.spec.hop, int(samples.shape[0]), 0
+        while i < n:
+            filling = self._filled < w
+            need = w - self._filled if filling else hop - self._since_emit
+            take = min(need, n - i)
+            self._write(samples[i : i + take])
+            i += take
+            if filling:
+                self._filled += take
+            else:
+                self._since_emit += take
+            if take == need:
+                self._since_emit = 0
+                yield i - 1, self._buf[self._pos : self._pos + w]
+
+    def _write(self, chunk: np.ndarray) -> None:
+        w = self.spec.window
+        slots = (self._pos + np.arange(chunk.shape[0])) % w
+        self._buf[slots] = chunk
+        self._buf[slots + w] = chunk
+        self._pos = (self._pos + chunk.shape[0]) % w
+        self.rows_seen += chunk.shape[0]

@@ -3,7 +3,7 @@
 The agent, ``vigil score`` and the converter's parity check all score through
 :class:`Scorer`, so a number seen on the workstation is the number the device
 computes. Only numpy and a TFLite interpreter are imported: ai-edge-litert,
-else tflite-runtime (armv7l), else ``tensorflow.lite`` as a last resort.
+else tflite-runtime (armv7l); never TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from edge_agent.bundle import Bundle
 from edge_agent.core import WindowScore, score_windows
 from edge_agent.errors import VigilInputError
 
-INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime")
 
 
 def load_interpreter_class() -> tuple[type, str]:
@@ -38,15 +38,12 @@ def load_interpreter_class() -> tuple[type, str]:
         return Interpreter, "tflite_runtime"
     except ImportError:
         pass
-    try:
-        # Documented last resort for workstations without the edge extra.
-        from tensorflow import lite as tf_lite  # type: ignore[import-not-found]
-
-        return tf_lite.Interpreter, "tensorflow"
-    except ImportError:
-        raise VigilInputError(
-            "no TFLite interpreter found: pip install 'vigil-edge[edge]' (ai-edge-litert or tflite-runtime)"
-        ) from None
+    # No tensorflow.lite fallback: the agent must not import TensorFlow. The
+    # workstation gets ai-edge-litert with the train extra, so parity checks
+    # there run this very interpreter.
+    raise VigilInputError(
+        "no TFLite interpreter found: pip install 'vigil-edge[edge]' (ai-edge-litert or tflite-runtime)"
+    )
 
 
 class _Quant:
@@ -157,7 +154,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 def _make_interpreter(interpreter_class: type, bundle: Bundle, num_threads: int) -> Any:
     with warnings.catch_warnings(), _native_stderr_silenced():
-        # tensorflow.lite.Interpreter warns that it is deprecated; the fallback is deliberate.
+        # Interpreter constructors may warn (deprecations); those are not the user's problem.
         warnings.simplefilter("ignore")
         try:
             interpreter = interpreter_class(model_content=bundle.model_bytes, num_threads=num_threads)

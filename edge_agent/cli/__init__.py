@@ -1,6 +1,6 @@
 """The ``vigil`` command line (entry point ``main``).
 
-The commands live in a typer app (:mod:`edge_agent.cli.app`). ``vigil agent
+The commands live in a typer app (:mod:`edge_agent.cli.typer_app`). ``vigil agent
 run``, what systemd starts and keeps running for months, skips typer: the app
 and what it pulls in (rich, pydantic) would cost the device about 8 MB of
 resident memory for parsing one option.
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
         from edge_agent.cli.agent_run import run_agent
 
         sys.exit(run_agent(config))
-    from edge_agent.cli.app import run_app
+    from edge_agent.cli.typer_app import run_app
 
     run_app(args)
 
@@ -42,7 +42,7 @@ def agent_run_config(args: list[str]) -> str | None:
 def __getattr__(name: str) -> Any:
     # `from edge_agent.cli import app` keeps working without importing typer eagerly.
     if name == "app":
-        from edge_agent.cli.app import app
+        from edge_agent.cli.typer_app import app
 
         return app
     raise AttributeError(name)

@@ -143,7 +143,7 @@ FLOORS = {"python": "", "+ numpy": "import numpy",
           "+ the agent's modules (service, MQTT sink, `agent run` entry)": "import numpy\n"
                                                 "from ai_edge_litert.interpreter import Interpreter\n"
                                                 "import paho.mqtt.client\nimport edge_agent.service\n"
-                                                "import edge_agent.mqtt.sink\nimport edge_agent.cli.agent_run"}
+                                                "import edge_agent.mqtt.sink\nimport vigil.cli.agent_run"}
 
 
 def rss_floors() -> dict[str, float]:

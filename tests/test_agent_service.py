@@ -64,7 +64,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def vigil_argv(*args: str) -> list[str]:
     """``vigil ARGS`` through this interpreter (works without the console script on PATH)."""
-    return [sys.executable, "-c", "import sys; from edge_agent.cli import main; sys.argv[0] = 'vigil'; main()", *args]
+    return [sys.executable, "-c", "import sys; from vigil.cli import main; sys.argv[0] = 'vigil'; main()", *args]
 
 
 def vigil(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -187,7 +187,7 @@ class Blocker:
 
 sys.meta_path.insert(0, Blocker())
 sys.argv = ["vigil", *sys.argv[1:]]
-from edge_agent.cli import main
+from vigil.cli import main
 try:
     main()
 finally:

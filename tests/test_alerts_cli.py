@@ -20,7 +20,7 @@ from tests.broker import MosquittoBroker, broker, free_port, require_mosquitto  
 from tests.test_mqtt_sink import FAST, make_alert
 
 REPO = Path(__file__).resolve().parents[1]
-VIGIL = [sys.executable, "-c", "from edge_agent.cli import main; main()"]
+VIGIL = [sys.executable, "-c", "from vigil.cli import main; main()"]
 
 
 def run_alerts(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -139,7 +139,7 @@ def test_foreign_zip_and_missing_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_a_tampered_bundle_with_one_line(tmp_path: Path) -> None:
-    from edge_agent.cli import app
+    from vigil.cli import app
 
     bundle = tmp_path / "tampered.vigil"
     bundle.write_bytes(pack_bundle(_manifest(MODEL), bytes(reversed(MODEL))))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from edge_agent.cli import app
+from edge_agent import launcher
 from edge_agent.config import load_config, mqtt_settings, render_config
 from edge_agent.config_schema import SCHEMA
 from edge_agent.errors import VigilInputError
@@ -53,8 +53,10 @@ def write_config(folder: Path, bundle: Path | str, extra: str = "", columns: str
 
 
 def check_config(path: Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["agent", "check-config", str(path)])
-    return result.exit_code, result.stdout, result.stderr
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = launcher.main(["check-config", str(path)], prog="vigil agent")
+    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(path: Path, key: str, *words: str) -> str:

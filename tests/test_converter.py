@@ -17,7 +17,7 @@ from tests.models import normal_rows, with_anomalies
 
 
 def _cli(args: list[str]):
-    from edge_agent.cli import app
+    from vigil.cli import app
 
     return CliRunner().invoke(app, args)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import trainer.demo as demo
+import vigil.demo as demo
 
 SCHEMA = json.loads((Path(demo.__file__).parents[1] / "edge_agent" / "schemas" / "alert.schema.json").read_text())
 

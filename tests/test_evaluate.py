@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.cli import app
+from vigil.cli import app
 from tests.models import feature_names, normal_rows, with_anomalies
 
 N_TEST = 400

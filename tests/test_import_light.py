@@ -27,7 +27,7 @@ print(json.dumps({"imported": len(names), "heavy": heavy}))
 def edge_modules(include_cli: bool = False) -> list[str]:
     # __main__ modules run the CLI when imported: not a library module.
     names = [m.name for m in pkgutil.walk_packages(edge_agent.__path__, "edge_agent.") if not m.name.endswith("__main__")]
-    return sorted(n for n in names if include_cli or not (n == "edge_agent.cli" or n.startswith("edge_agent.cli.")))
+    return sorted(n for n in names if include_cli or not (n == "vigil.cli" or n.startswith("vigil.cli.")))
 
 
 def run_check(names: list[str]) -> dict:
@@ -50,5 +50,5 @@ def test_every_edge_module_imports_without_the_training_stack() -> None:
 
 def test_the_cli_imports_without_the_training_stack() -> None:
     # Command modules import trainer/converter only inside command bodies.
-    report = run_check(["edge_agent.cli"] + [n for n in edge_modules(include_cli=True) if n.startswith("edge_agent.cli.")])
+    report = run_check(["vigil.cli"] + [n for n in edge_modules(include_cli=True) if n.startswith("vigil.cli.")])
     assert report["heavy"] == []

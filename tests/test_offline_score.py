@@ -17,7 +17,7 @@ ANOMALIES = [(150, 180), (330, 345)]
 
 
 def _cli(args: list[str]):
-    from edge_agent.cli import app
+    from vigil.cli import app
 
     return CliRunner().invoke(app, args)
 

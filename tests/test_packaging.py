@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.packaging import build_wheel, rewrite_bundle_path
+from vigil.packaging import build_wheel, rewrite_bundle_path
 from tests.test_agent_service import vigil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_wheel_installs_and_carries_the_edge_extra(tmp_path: Path) -> None:
     assert "Provides-Extra: edge" in metadata
     assert 'Requires-Dist: paho-mqtt>=2.0,<3; extra == "edge"' in metadata
     assert "Requires-Dist: ai-edge-litert>=1.2; (platform_machine != 'armv7l') and extra == \"edge\"" in metadata
-    assert "vigil = edge_agent.cli:main" in entry_points
+    assert "vigil = vigil.cli:main" in entry_points
     # pip accepts it (RECORD, WHEEL, METADATA) and the installed copy imports on its own.
     target = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
@@ -97,7 +97,7 @@ def test_package_refuses_a_damaged_bundle(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", sorted(PROFILES.glob("*.toml")), ids=lambda p: p.name)
 @pytest.mark.slow  # uses the converted tiny bundle
 def test_every_profile_packages(tmp_path: Path, tiny_bundle_3f: Path, profile: Path) -> None:
-    from edge_agent.packaging import build_package
+    from vigil.packaging import build_package
 
     result = build_package(bundle=tiny_bundle_3f, config=profile, out=tmp_path / "dev.tar.gz")
     assert result.size > 0 and len(result.members) == 5

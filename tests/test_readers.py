@@ -121,7 +121,7 @@ def test_train_command_without_the_train_extra_prints_the_install_hint(tmp_path:
         "            raise ModuleNotFoundError(name=name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from edge_agent.cli import main\n"
+        "from vigil.cli import main\n"
         f"main(['train', {str(tmp_path / 'd.csv')!r}, '--out', {str(tmp_path / 'run')!r}])\n"
     )
     write(tmp_path / "d.csv", "a\n1\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-VIGIL = [sys.executable, "-m", "edge_agent.cli"] if not (Path(sys.executable).parent / "vigil").exists() \
+VIGIL = [sys.executable, "-m", "vigil.cli"] if not (Path(sys.executable).parent / "vigil").exists() \
     else [str(Path(sys.executable).parent / "vigil")]
 
 
@@ -54,7 +54,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, content: st
 
 
 def test_cli_defaults_match_train_config() -> None:
-    from edge_agent.cli.train_cmds import DEFAULTS
+    from vigil.cli.train_cmds import DEFAULTS
     from trainer.fit import TrainConfig
 
     config_defaults = {f.name: f.default for f in fields(TrainConfig)}

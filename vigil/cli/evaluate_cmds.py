@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edge_agent.cli.common import load_extra, one_line_errors
+from vigil.cli.common import load_extra, one_line_errors
 
 
 def register(app: typer.Typer) -> None:

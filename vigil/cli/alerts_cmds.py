@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from edge_agent.cli.common import load_extra, one_line_errors
+from vigil.cli.common import load_extra, one_line_errors
 from edge_agent.errors import VigilInputError
 
 

@@ -1,7 +1,7 @@
 """The ``vigil`` typer app: one app, commands grouped by package.
 
 Command modules only declare options; their bodies import ``trainer`` /
-``converter`` lazily (through :func:`edge_agent.cli.common.load_extra`) so a
+``converter`` lazily (through :func:`vigil.cli.common.load_extra`) so a
 device with only the edge extra installed can still run ``vigil agent`` and
 gets a one-line hint for the others.
 """
@@ -12,16 +12,17 @@ import sys
 
 import typer
 
-from edge_agent.cli import agent_cmds, alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, train_cmds
+from vigil.cli import alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, package_cmds, train_cmds
 
 app = typer.Typer(
     name="vigil",
     help="vigil-edge: train an LSTM autoencoder, ship a TFLite bundle, score and alert on the device.",
+    epilog="The device agent: vigil agent run --config FILE | vigil agent check-config FILE (see vigil agent --help).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (train_cmds, evaluate_cmds, convert_cmds, agent_cmds, alerts_cmds, demo_cmds):
+for group in (train_cmds, evaluate_cmds, convert_cmds, package_cmds, alerts_cmds, demo_cmds):
     group.register(app)
 
 

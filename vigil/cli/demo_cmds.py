@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edge_agent.cli.common import load_extra, one_line_errors
+from vigil.cli.common import load_extra, one_line_errors
 
 
 @one_line_errors("demo")
@@ -15,7 +15,7 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data and of training."),
 ) -> None:
     """Run the whole product on synthetic 3-axis vibration data (no network, no broker, a few minutes)."""
-    demo_module = load_extra("demo", "train", "trainer.demo")
+    demo_module = load_extra("demo", "train", "vigil.demo")
     summary = demo_module.run_demo(out, seed=seed, echo=typer.echo)
     if summary["agent"]["exit_code"] != 0:
         raise typer.Exit(summary["agent"]["exit_code"])

@@ -1,0 +1,5 @@
+"""``python -m vigil.cli`` = ``vigil``."""
+
+from vigil.cli import main
+
+main()

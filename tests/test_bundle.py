@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -172,3 +173,233 @@ def test_converted_bundle_has_every_manifest_key_and_a_matching_model(tiny_bundl
     scorer = Scorer(bundle)
     window = run.train_rows()[: run.spec.window]
     assert scorer.score(window).feature_errors.shape == (3,)
+
+
+# -- defect 6: every manifest field checked by type and range --------------------------
+
+
+def _with(path: str, value: object) -> dict:
+    """The test manifest with one dotted key set to ``value``."""
+    manifest = _manifest(MODEL)
+    *parents, last = path.split(".")
+    node = manifest
+    for name in parents:
+        node = node[name]
+    node[last] = value
+    return manifest
+
+
+NONSENSE = [
+    ("scaler.offset", [float("nan"), 1.0], "scaler.offset[0]"),
+    ("scaler.scale", [1e-40, 1.0], "scaler.scale[0]"),
+    ("threshold.value", 0.0, "threshold.value"),
+    ("threshold.value", -0.5, "threshold.value"),
+    ("threshold.value", 1e308, "threshold.value"),
+    ("threshold.value", "0.25", "threshold.value"),
+    ("hop", 10**9, "hop"),
+    ("hop", 9, "hop"),  # hop > window: samples would never be scored
+    ("window", 8.0, "window"),
+    ("window", True, "window"),
+    ("smoothing", [1], "smoothing"),
+    ("smoothing.alpha", 1.5, "smoothing.alpha"),
+    ("score.weights", "1,3", "score.weights"),
+    ("score.weights", [1.0, float("inf")], "score.weights[1]"),
+    ("score.function", "rmse", "score.function"),
+    ("features", "a,b", "features"),
+    ("features", ["a", "a"], "features"),
+    ("model_id", 12, "model_id"),
+    ("sampling_rate_hz", -50.0, "sampling_rate_hz"),
+    ("io.input.shape", ["1", 8, 2], "io.input.shape"),
+    ("quantization", "float32", "quantization"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "key"), NONSENSE, ids=[f"{p}={v!r}"[:40] for p, v, _ in NONSENSE])
+def test_nonsense_manifest_values_are_refused_with_the_key(path: str, value: object, key: str, tmp_path: Path) -> None:
+    message = _refusal(pack_bundle(_with(path, value), MODEL), tmp_path)
+    assert f"key '{key}'" in message and "invalid manifest" in message
+
+
+def _manifest_text_bundle(text: str) -> bytes:
+    """A bundle whose manifest.json is ``text`` verbatim, with every hash right."""
+    raw = text.encode()
+    return _zip({FORMAT_ENTRY: b"vigil-bundle/1\n", MANIFEST_ENTRY: raw,
+                 MANIFEST_HASH_ENTRY: sha256_hex(raw).encode() + b"\n", MODEL_ENTRY: MODEL})
+
+
+def test_infinity_in_an_int_field_and_a_5000_digit_integer_are_one_line(tmp_path: Path) -> None:
+    base = json.dumps(_manifest(MODEL))
+    infinite = base.replace('"window": 8', '"window": Infinity')
+    assert "key 'window'" in _refusal(_manifest_text_bundle(infinite), tmp_path)
+    huge = base.replace('"window": 8', '"window": ' + "9" * 5000)
+    assert "integer with 5000 digits" in _refusal(_manifest_text_bundle(huge), tmp_path)
+    huge_elsewhere = base.replace('"created": ', '"seed": ' + "7" * 5000 + ', "created": ')
+    assert "integer with 5000 digits" in _refusal(_manifest_text_bundle(huge_elsewhere), tmp_path)
+
+
+def test_100000_deep_json_is_refused_before_parsing(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    text = json.dumps(_manifest(MODEL)).replace('"created": ', f'"conversion": {deep}, "created": ')
+    assert "nests 100001 levels deep" in _refusal(_manifest_text_bundle(text), tmp_path)
+    # Brackets inside strings are text, not nesting.
+    quoted = _manifest(MODEL, model_id="[[[[" * 20)
+    assert parse_bundle(pack_bundle(quoted, MODEL)).model_id == "[[[[" * 20
+
+
+# -- defect 7: entries refused from the zip directory, before anything is inflated --------
+
+
+def _zip_bomb(path: Path, padding_mb: int) -> None:
+    """A bundle whose deflated manifest.json inflates to ``padding_mb`` MB of JSON whitespace (hash right)."""
+    text = json.dumps(_manifest(MODEL)).encode()
+    chunk = b" " * (1 << 20)
+    digest = hashlib.sha256(text)
+    for _ in range(padding_mb):
+        digest.update(chunk)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(FORMAT_ENTRY, b"vigil-bundle/1\n")
+        info = zipfile.ZipInfo(MANIFEST_ENTRY)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as entry:
+            entry.write(text)
+            for _ in range(padding_mb):
+                entry.write(chunk)
+        archive.writestr(MANIFEST_HASH_ENTRY, digest.hexdigest() + "\n")
+        archive.writestr(MODEL_ENTRY, MODEL)
+
+
+def test_zip_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.vigil"
+    _zip_bomb(bomb, padding_mb=100)
+    assert bomb.stat().st_size < 400_000  # 100 MB of manifest in a few hundred KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(VigilInputError) as info:
+            load_bundle(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "entry manifest.json is compressed" in str(info.value) and "\n" not in str(info.value)
+    assert peak < 8 << 20, f"loading the bomb allocated {peak} bytes"
+
+
+def test_stored_entry_over_its_limit_is_refused_from_the_directory(tmp_path: Path) -> None:
+    from edge_agent.bundle import ENTRY_LIMITS
+
+    entries = _entries(pack_bundle(_manifest(MODEL), MODEL))
+    entries[MANIFEST_HASH_ENTRY] = entries[MANIFEST_HASH_ENTRY] + b" " * ENTRY_LIMITS[MANIFEST_HASH_ENTRY]
+    assert "entry manifest.sha256 declares" in _refusal(_zip(entries), tmp_path)
+
+
+# -- defect 6: signed bundles (ed25519, PyNaCl) ------------------------------------------------
+
+
+def _signed(key: object, manifest: dict | None = None) -> bytes:
+    from edge_agent.bundle import sign_bundle
+
+    return sign_bundle(pack_bundle(manifest or _manifest(MODEL), MODEL), key)  # type: ignore[arg-type]
+
+
+def test_signed_bundle_verifies_and_tampering_with_hashes_recomputed_is_refused(tmp_path: Path) -> None:
+    from edge_agent.bundle import SIGNATURE_ENTRY, SIGNED_LAYOUT, verify_bundle_signature
+    from edge_agent.signing import new_signing_key
+
+    key = new_signing_key()
+    data = _signed(key)
+    assert tuple(_entries(data)) == SIGNED_LAYOUT
+    path = tmp_path / "signed.vigil"
+    path.write_bytes(data)
+    bundle = load_bundle(path, trusted_keys=[key.public_key])
+    assert bundle.threshold == 0.25 and bundle.signature is not None
+    assert verify_bundle_signature(data, [key.public_key]) == key.public_key
+
+    # The forger multiplies the threshold by 1000 and recomputes both hashes, keeping the signature.
+    entries = _entries(data)
+    manifest = json.loads(entries[MANIFEST_ENTRY])
+    manifest["threshold"]["value"] *= 1000
+    entries[MANIFEST_ENTRY] = json.dumps(manifest).encode()
+    entries[MANIFEST_HASH_ENTRY] = sha256_hex(entries[MANIFEST_ENTRY]).encode()
+    forged = tmp_path / "forged.vigil"
+    forged.write_bytes(_zip(entries))
+    assert load_bundle(forged).threshold == 250.0  # intact, so the hashes alone accept it
+    with pytest.raises(VigilInputError) as info:
+        load_bundle(forged, trusted_keys=[key.public_key])
+    assert "signature does not match" in str(info.value) and str(forged) in str(info.value)
+    assert "\n" not in str(info.value) and SIGNATURE_ENTRY in _entries(forged.read_bytes())
+
+
+def test_unsigned_or_foreign_signed_bundle_refused_only_when_keys_are_trusted(tmp_path: Path) -> None:
+    from edge_agent.bundle import verify_bundle_signature
+    from edge_agent.signing import key_id, new_signing_key
+
+    trusted, stranger = new_signing_key(), new_signing_key()
+    unsigned = pack_bundle(_manifest(MODEL), MODEL)
+    assert verify_bundle_signature(unsigned, []) is None and verify_bundle_signature(unsigned, None) is None
+    with pytest.raises(VigilInputError, match="bundle is not signed"):
+        verify_bundle_signature(unsigned, [trusted.public_key])
+    with pytest.raises(VigilInputError) as info:
+        verify_bundle_signature(_signed(stranger), [trusted.public_key])
+    assert f"signed by key {key_id(stranger.public_key)}, which is not in trusted_keys" in str(info.value)
+    assert verify_bundle_signature(_signed(stranger), [trusted.public_key, stranger.public_key])
+    with pytest.raises(VigilInputError) as info:
+        verify_bundle_signature(unsigned, ["ssh-ed25519 AAAA"])
+    assert "trusted_keys[0]" in str(info.value) and "not an ed25519 public key" in str(info.value)
+    entries = _entries(_signed(trusted))
+    entries["signature.json"] = b"{not json"
+    with pytest.raises(VigilInputError, match="signature entry is not JSON"):
+        verify_bundle_signature(_zip(entries), [trusted.public_key])
+
+
+def test_key_file_is_private_and_round_trips(tmp_path: Path) -> None:
+    from edge_agent.signing import new_signing_key, read_key_file, write_key_file
+
+    key = new_signing_key()
+    path = write_key_file(tmp_path / "release.key", key)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_key_file(path) == key
+    assert (tmp_path / "release.key.pub").read_text().strip() == key.public_key
+    with pytest.raises(VigilInputError, match="exists already"):
+        write_key_file(path, new_signing_key())
+    (tmp_path / "junk.key").write_text("[1, 2")
+    with pytest.raises(VigilInputError, match="not a vigil key file"):
+        read_key_file(tmp_path / "junk.key")
+
+
+def test_cli_keys_new_then_sign_then_the_device_accepts_it(tmp_path: Path) -> None:
+    from vigil.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["keys", "new", str(tmp_path / "k.key")])
+    assert made.exit_code == 0, made.output
+    public = (tmp_path / "k.key.pub").read_text().strip()
+    assert f'trusted_keys = ["{public}"]' in made.output
+    bundle = tmp_path / "m.vigil"
+    bundle.write_bytes(pack_bundle(_manifest(MODEL), MODEL))
+    with pytest.raises(VigilInputError, match="not signed"):
+        load_bundle(bundle, trusted_keys=[public])
+    signed = runner.invoke(app, ["sign", str(bundle), "--key", str(tmp_path / "k.key")])
+    assert signed.exit_code == 0, signed.output
+    assert load_bundle(bundle, trusted_keys=[public]).signature is not None
+
+    tampered = tmp_path / "t.vigil"
+    tampered.write_bytes(pack_bundle(_manifest(MODEL), bytes(reversed(MODEL))))
+    refused = runner.invoke(app, ["sign", str(tampered), "--key", str(tmp_path / "k.key")])
+    assert refused.exit_code == 2
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vigil sign: ") and "model hash mismatch" in lines[0]
+
+
+@pytest.mark.slow
+def test_real_converted_bundle_signed_still_scores(tiny_bundle_3f: Path, tmp_path: Path) -> None:
+    from edge_agent.bundle import sign_bundle
+    from edge_agent.runtime import Scorer
+    from edge_agent.signing import new_signing_key
+
+    key = new_signing_key()
+    path = tmp_path / "signed.vigil"
+    path.write_bytes(sign_bundle(tiny_bundle_3f.read_bytes(), key))
+    bundle = load_bundle(path, trusted_keys=[key.public_key])
+    assert bundle.manifest_bytes == _entries(tiny_bundle_3f.read_bytes())[MANIFEST_ENTRY]
+    Scorer(bundle)

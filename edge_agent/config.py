@@ -1,50 +1,86 @@
-"""The agent's one TOML file -> a validated :class:`AgentConfig`.
+"""The agent's one TOML file -> a validated :class:`AgentConfig` of typed sections.
 
 Every problem (unknown key, wrong type, out-of-range value, missing secret,
-missing or invalid bundle, a source whose features differ from the bundle's)
-is a one-line :class:`VigilInputError` naming the key, so ``vigil agent
-check-config`` and ``vigil agent run`` exit 2 with a message a person can act
-on. Relative paths are resolved against the config file's directory, so a
-profile and its bundle can travel together. Keys, defaults and documentation
-live in :mod:`edge_agent.config_schema`.
+missing or invalid bundle, a source whose features or rate differ from the
+bundle's) is a one-line :class:`VigilInputError` naming the file and key, so
+``vigil agent check-config`` and ``vigil agent run`` exit 2 with a message a
+person can act on. Relative paths are resolved against the config file's
+directory, so a profile and its bundle can travel together. Keys, defaults and
+documentation: :mod:`edge_agent.config_schema`; validation:
+:mod:`edge_agent.config_values`; the typed sections: :mod:`edge_agent.config_sections`.
+What only the device can tell (the interpreter loads the model) is
+:func:`edge_agent.config_runtime.check_runtime`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from edge_agent.bundle import Bundle, load_bundle
-from edge_agent.config_schema import OPEN_SECTIONS, SCHEMA, SECTION_ORDER, Key, render_config
+from edge_agent.config_schema import SCHEMA, render_config
+from edge_agent.config_sections import (
+    AlertsSection,
+    BundleSection,
+    DeviceSection,
+    HealthSection,
+    LogSection,
+    MqttSection,
+    QualitySection,
+    SinksSection,
+    SourceOptions,
+    SpoolSection,
+    build_section,
+)
+from edge_agent.config_values import check_mqtt_tables, check_topic_level, fail, parse_table, split_sections
 from edge_agent.errors import VigilInputError
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.sources.factory import make_source, parse_source_options
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-_TOPIC_FORBIDDEN = set("+#\0")
 __all__ = ["AgentConfig", "load_config", "mqtt_settings", "read_toml", "render_config"]
+#: Relative difference between the source's and the bundle's sampling rate that is still "the same rate".
+RATE_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Validated configuration: ``values[section][key]`` with defaults filled in.
+    """Validated configuration: one typed, frozen object per section.
 
-    Paths are absolute :class:`Path` objects (or None when unset/empty).
-    ``source`` is the raw ``[source]`` table (with the factory's defaults merged
-    for display); ``bundle`` is the loaded bundle when it was checked.
+    ``bundle`` is the loaded bundle when it was checked (the ``[bundle]`` table
+    itself is ``bundle_section``). ``values`` is a read-only
+    ``values[section][key]`` view of the same data for code not yet on the
+    typed sections.
     """
 
     path: Path
-    values: dict[str, dict[str, Any]]
-    source: dict[str, Any]
+    device: DeviceSection
+    bundle_section: BundleSection
+    source: SourceOptions
+    quality: QualitySection
+    alerts: AlertsSection
+    mqtt: MqttSection
+    spool: SpoolSection
+    sinks: SinksSection
+    health: HealthSection
+    log: LogSection
     bundle: Bundle | None = field(default=None, repr=False, compare=False)
+    _values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def values(self) -> Mapping[str, Mapping[str, Any]]:
+        """Read-only ``values["alerts"]["k"]`` view (paths as Path, unset = None)."""
+        return self._values
 
     @property
     def base_dir(self) -> Path:
@@ -52,32 +88,37 @@ class AgentConfig:
 
     def get(self, dotted: str) -> Any:
         section, _, key = dotted.rpartition(".")
-        return self.values[section][key]
+        return self._values[section][key]
 
     @property
     def device_id(self) -> str:
-        return str(self.values["device"]["id"])
+        return self.device.id
 
     @property
     def broker_enabled(self) -> bool:
-        return bool(self.values["mqtt"]["host"])
+        return self.mqtt.enabled
 
     @property
     def tls_enabled(self) -> bool:
-        tls = self.values["mqtt.tls"]
-        return bool(tls["enabled"] or tls["ca_file"] or tls["cert_file"] or tls["insecure"])
+        return self.mqtt.tls.active
 
     @property
     def topic_prefix(self) -> str:
-        return str(self.values["mqtt"]["topic_prefix"]).replace("{device_id}", self.device_id).rstrip("/")
+        return self.mqtt.prefix_for(self.device_id)
 
     @property
     def client_id(self) -> str:
-        return str(self.values["mqtt"]["client_id"] or f"vigil-{self.device_id}")
+        return self.mqtt.client_id_for(self.device_id)
 
-
-def _fail(message: str, config: Path, key: str) -> VigilInputError:
-    return VigilInputError(message, file=str(config), key=key)
+    @property
+    def summary(self) -> list[str]:
+        """Comment lines for check-config: what the bundle is."""
+        if self.bundle is None:
+            return []
+        b = self.bundle
+        rate = f"{b.sampling_rate_hz:g} Hz" if b.sampling_rate_hz else "rate unknown"
+        return [f"bundle: model {b.model_id}, features {', '.join(b.features)}, {rate}, window {b.spec.window}, "
+                f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}"]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -100,115 +141,50 @@ def load_config(
     """Read, validate and complete a config file.
 
     ``check_bundle`` loads the bundle, ``check_source`` builds the source and
-    compares its features with the bundle's, ``check_files`` reads the secrets
-    and checks that TLS/password files exist (off when packaging elsewhere).
+    compares its features and rate with the bundle's, ``check_files`` reads the
+    secrets, trusted keys and TLS files (off when packaging elsewhere).
     """
     path = Path(path).expanduser().resolve()
     raw = read_toml(path)
-    values, source = _validate_tree(raw, path)
-    _cross_checks(values, path)
-    if check_files:
-        _check_files(values, path)
-    bundle = None
-    if check_bundle:
-        bundle = _load_bundle(values, path)
-        if check_source:
-            check_source_features(source, bundle, path)
-    config = AgentConfig(path=path, values=values, source=_source_with_defaults(source, bundle, path), bundle=bundle)
-    if check_files:
-        settings = mqtt_settings(config)  # validates the broker settings (and reads the secrets) once
-        if settings is not None and settings.tls is not None:
-            try:  # a wrong key passphrase or a bad PEM shows up here, not at the first connect
-                settings.tls.ssl_context()
-            except VigilInputError as exc:
-                raise VigilInputError(exc.detail, file=str(path), key=exc.key or "mqtt.tls") from None
+    try:
+        config = _build(raw, path)
+        if check_files:
+            _check_files(config)
+        if check_bundle:
+            config = _with_bundle(config, check_source)
+    except VigilInputError as exc:
+        if exc.file is not None:
+            raise
+        raise VigilInputError(exc.detail, file=str(path), row=exc.row, column=exc.column, key=exc.key) from None
     return config
 
 
-# --------------------------------------------------------------------------- tree and values
+# --------------------------------------------------------------------------- build
 
 
-def _validate_tree(raw: dict[str, Any], path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    known = set(SCHEMA) | set(OPEN_SECTIONS) | {"mqtt"}
-    for name in raw:
-        if name not in known or (name in SCHEMA and not isinstance(raw[name], dict)):
-            kind = "unknown section" if name not in known else "must be a table"
-            raise _fail(f"{kind} [{name}]; known: {', '.join(SECTION_ORDER)}", path, name)
-    mqtt = dict(raw.get("mqtt", {}))
-    tables = {name: raw.get(name, {}) for name in SCHEMA}
-    tables["mqtt"] = {k: v for k, v in mqtt.items() if k != "tls"}
-    tables["mqtt.tls"] = mqtt.get("tls", {})
-    if not isinstance(tables["mqtt.tls"], dict):
-        raise _fail("must be a table ([mqtt.tls])", path, "mqtt.tls")
-    values = {name: _section(name, tables[name], path) for name in SCHEMA}
-    source = raw.get("source", {})
-    if not isinstance(source, dict) or not source:
-        raise _fail("missing [source] table (with at least kind = ...)", path, "source")
-    values["device"]["id"] = _device_id(values["device"]["id"], path)
+def _build(raw: dict[str, Any], path: Path) -> AgentConfig:
+    tables = split_sections(raw)
+    values: dict[str, dict[str, Any]] = {name: parse_table(tables[name], SCHEMA[name], name, path.parent)
+                                         for name in SCHEMA}
+    values["device"]["id"] = check_topic_level(values["device"]["id"] or _host_name(), "device.id")
     values["spool"]["path"] = values["spool"]["path"] or default_spool_path(path.parent)
-    return values, dict(source)
+    _cross_checks(values)
+    source = parse_source_options(tables["source"], path.parent)
+    sections = {name: build_section(name, values[name]) for name in SCHEMA if name not in ("mqtt", "mqtt.tls")}
+    tls = build_section("mqtt.tls", values["mqtt.tls"])
+    return AgentConfig(path=path, **{("bundle_section" if k == "bundle" else k): v for k, v in sections.items()},
+                       mqtt=build_section("mqtt", values["mqtt"], tls=tls), source=source,
+                       _values=_view(values, source))
 
 
-def _section(name: str, table: dict[str, Any], path: Path) -> dict[str, Any]:
-    spec = SCHEMA[name]
-    for key in table:
-        if key not in spec:
-            raise _fail(f"unknown key; [{name}] has: {', '.join(spec)}", path, f"{name}.{key}")
-    return {key: _value(table[key], k, f"{name}.{key}", path) if key in table else _default(k, path)
-            for key, k in spec.items()}
+def _view(values: dict[str, dict[str, Any]], source: SourceOptions) -> Mapping[str, Mapping[str, Any]]:
+    tables = {name: MappingProxyType(dict(table)) for name, table in values.items()}
+    tables["source"] = MappingProxyType(source.as_table())
+    return MappingProxyType(tables)
 
 
-def _default(spec: Key, path: Path) -> Any:
-    if spec.kind == "path":
-        return None  # unset paths stay None ("" in the schema means "off")
-    return spec.default
-
-
-def _value(value: Any, spec: Key, dotted: str, path: Path) -> Any:
-    kind = spec.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _fail(f"must be true or false, got {value!r}", path, dotted)
-        return value
-    if kind in ("str", "path"):
-        if not isinstance(value, str):
-            raise _fail(f"must be a string, got {value!r}", path, dotted)
-        if spec.choices and value not in spec.choices:
-            raise _fail(f"must be one of {', '.join(spec.choices)}; got {value!r}", path, dotted)
-        return resolve_path(value, path.parent) if kind == "path" else value
-    if kind == "range":
-        return _range(value, dotted, path)
-    number = _number(value, kind == "int", dotted, path)
-    if (spec.low is not None and number < spec.low) or (spec.high is not None and number > spec.high):
-        raise _fail(f"{number!r} is out of range [{spec.low:g}, {spec.high:g}]", path, dotted)
-    return number
-
-
-def _number(value: Any, integer: bool, dotted: str, path: Path) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(f"must be a{'n integer' if integer else ' number'}, got {value!r}", path, dotted)
-    if integer and not isinstance(value, int):
-        raise _fail(f"must be an integer, got {value!r}", path, dotted)
-    if isinstance(value, float) and math.isnan(value):
-        raise _fail("must be a number, got nan", path, dotted)
-    return int(value) if integer else float(value)
-
-
-def _range(value: Any, dotted: str, path: Path) -> list[float]:
-    if not isinstance(value, list) or len(value) not in (0, 2):
-        raise _fail(f"must be [] or [lo, hi], got {value!r}", path, dotted)
-    bounds = [float(_number(v, False, dotted, path)) for v in value]
-    if bounds and not bounds[0] < bounds[1]:
-        raise _fail(f"needs lo < hi, got {value!r}", path, dotted)
-    return bounds
-
-
-def resolve_path(value: str, base_dir: Path) -> Path | None:
-    """``""`` -> None; ``~`` expanded; relative -> against the config file's directory."""
-    if not value:
-        return None
-    candidate = Path(value).expanduser()
-    return candidate if candidate.is_absolute() else (base_dir / candidate).resolve()
+def _host_name() -> str:
+    return socket.gethostname().split(".")[0] or "vigil"
 
 
 def default_spool_path(base_dir: Path) -> Path:
@@ -217,172 +193,90 @@ def default_spool_path(base_dir: Path) -> Path:
     return (Path(state) if state else base_dir / "vigil-state") / "spool.db"
 
 
-def _device_id(value: str, path: Path) -> str:
-    device = value or socket.gethostname().split(".")[0] or "vigil"
-    if "/" in device or any(c in _TOPIC_FORBIDDEN or c.isspace() for c in device):
-        raise _fail(f"{device!r} must not contain '/', '+', '#' or spaces (it is a topic level)", path, "device.id")
-    return device
+def _cross_checks(values: dict[str, dict[str, Any]]) -> None:
+    alerts = values["alerts"]
+    if (alerts["k"] is None) != (alerts["n"] is None):
+        given, other = ("k", "n") if alerts["n"] is None else ("n", "k")
+        raise fail(f"alerts.{other}", f"set k and n together (alerts.{given} is set); unset both for the "
+                   "bundle's recommended policy")
+    if alerts["k"] is not None and alerts["k"] > alerts["n"]:
+        raise fail("alerts.k", f"k = {alerts['k']} must not exceed n = {alerts['n']}")
+    check_mqtt_tables(values["mqtt"], values["mqtt.tls"])
 
 
-# --------------------------------------------------------------------------- cross-key checks
-
-
-def _cross_checks(values: dict[str, dict[str, Any]], path: Path) -> None:
-    alerts, mqtt, tls = values["alerts"], values["mqtt"], values["mqtt.tls"]
-    if alerts["k"] > alerts["n"]:
-        raise _fail(f"k = {alerts['k']} must not exceed n = {alerts['n']}", path, "alerts.k")
-    if mqtt["reconnect_min_s"] > mqtt["reconnect_max_s"]:
-        raise _fail("must not exceed mqtt.reconnect_max_s", path, "mqtt.reconnect_min_s")
-    prefix = mqtt["topic_prefix"]
-    if not prefix.strip("/") or prefix.startswith("$") or any(c in _TOPIC_FORBIDDEN for c in prefix):
-        raise _fail(f"{prefix!r}: a non-empty topic without '+', '#' or a leading '$'", path, "mqtt.topic_prefix")
-    if prefix.replace("{device_id}", "").count("{") or prefix.replace("{device_id}", "").count("}"):
-        raise _fail(f"the only placeholder allowed is {{device_id}}: {prefix!r}", path, "mqtt.topic_prefix")
-    given = [k for k in ("password", "password_env", "password_file") if mqtt[k]]
-    if len(given) > 1:
-        raise _fail(f"set only one of mqtt.{', mqtt.'.join(given)}", path, f"mqtt.{given[1]}")
-    if given and not mqtt["username"]:
-        raise _fail("a password needs mqtt.username", path, "mqtt.username")
-    if tls["key_file"] and not tls["cert_file"]:
-        raise _fail("key_file needs cert_file (mutual TLS)", path, "mqtt.tls.cert_file")
-    given = [k for k in ("key_password", "key_password_env", "key_password_file") if tls[k]]
-    if len(given) > 1:
-        raise _fail(f"set only one of mqtt.tls.{', mqtt.tls.'.join(given)}", path, f"mqtt.tls.{given[1]}")
-
-
-def _check_files(values: dict[str, dict[str, Any]], path: Path) -> None:
-    for dotted in ("mqtt.password_file", "mqtt.tls.ca_file", "mqtt.tls.cert_file", "mqtt.tls.key_file",
-                   "mqtt.tls.key_password_file"):
-        section, _, key = dotted.rpartition(".")
-        file = values[section][key]
+def _check_files(config: AgentConfig) -> None:
+    """Files and secrets exist and can be read; TLS material loads (a wrong passphrase shows here)."""
+    mqtt, tls = config.mqtt, config.mqtt.tls
+    files = {"mqtt.password_file": mqtt.password_file, "mqtt.tls.ca_file": tls.ca_file,
+             "mqtt.tls.cert_file": tls.cert_file, "mqtt.tls.key_file": tls.key_file,
+             "mqtt.tls.key_password_file": tls.key_password_file}
+    for dotted, file in files.items():
         if file is not None and not file.is_file():
-            raise _fail(f"file not found: {file}", path, dotted)
-    if values["mqtt"]["host"]:
-        mqtt_password(values, path)
-        tls_key_password(values, path)
+            raise fail(dotted, f"file not found: {file}")
+    config.bundle_section.public_keys()
+    settings = mqtt_settings(config)  # reads the secrets
+    if settings is not None and settings.tls is not None:
+        settings.tls.ssl_context()
 
 
-def _secret(env_name: str, file: Path | None, dotted_env: str, dotted_file: str, path: Path) -> str | None:
-    if env_name:
-        if env_name not in os.environ:
-            raise _fail(f"environment variable {env_name} is not set", path, dotted_env)
-        return os.environ[env_name]
-    if file is not None:
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(f"cannot read {file}: {exc}", path, dotted_file) from None
-        return lines[0] if lines else ""
-    return None
-
-
-def mqtt_password(values: dict[str, dict[str, Any]], path: Path) -> str | None:
-    """The broker password from plain text, an environment variable or a file (None = none)."""
-    mqtt = values["mqtt"]
-    if mqtt["password"]:
-        return str(mqtt["password"])
-    return _secret(mqtt["password_env"], mqtt["password_file"], "mqtt.password_env", "mqtt.password_file", path)
-
-
-def tls_key_password(values: dict[str, dict[str, Any]], path: Path) -> str | None:
-    tls = values["mqtt.tls"]
-    if tls["key_password"]:
-        return str(tls["key_password"])
-    return _secret(tls["key_password_env"], tls["key_password_file"], "mqtt.tls.key_password_env",
-                   "mqtt.tls.key_password_file", path)
-
-
-def mqtt_settings(config: AgentConfig) -> Any:
+def mqtt_settings(config: AgentConfig) -> MqttSettings | None:
     """:class:`edge_agent.mqtt.settings.MqttSettings` for ``[mqtt]`` (secrets resolved), or None."""
-    if not config.broker_enabled:
+    if not config.mqtt.enabled:
         return None
-    from edge_agent.mqtt.settings import MqttSettings, TlsSettings
-
-    mqtt, tls = config.values["mqtt"], config.values["mqtt.tls"]
-    tls_settings = None
-    if config.tls_enabled:
-        tls_settings = TlsSettings(
-            ca_file=_str_or_none(tls["ca_file"]),
-            cert_file=_str_or_none(tls["cert_file"]),
-            key_file=_str_or_none(tls["key_file"]),
-            key_password=tls_key_password(config.values, config.path),
-            insecure=bool(tls["insecure"]),
-        )
     try:
-        return MqttSettings(
-            host=mqtt["host"],
-            port=mqtt["port"],
-            client_id=mqtt["client_id"] or None,
-            username=mqtt["username"] or None,
-            password=mqtt_password(config.values, config.path),
-            tls=tls_settings,
-            protocol=mqtt["protocol"],
-            keepalive=mqtt["keepalive"],
-            topic_prefix=mqtt["topic_prefix"],
-            reconnect_min_s=mqtt["reconnect_min_s"],
-            reconnect_max_s=mqtt["reconnect_max_s"],
-            connect_timeout_s=mqtt["connect_timeout_s"],
-        )
+        return MqttSettings.from_section(config.mqtt)
     except VigilInputError as exc:
         raise VigilInputError(exc.detail, file=str(config.path), key=exc.key or "mqtt") from None
-
-
-def _str_or_none(value: Path | None) -> str | None:
-    return None if value is None else str(value)
 
 
 # --------------------------------------------------------------------------- bundle and source
 
 
-def _load_bundle(values: dict[str, dict[str, Any]], path: Path) -> Bundle:
-    bundle_path = values["bundle"]["path"]
+def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
+    bundle_path = config.bundle_section.path
     if bundle_path is None:
-        raise _fail("missing: set path = \"model.vigil\" in [bundle]", path, "bundle.path")
+        raise fail("bundle.path", 'missing: set path = "model.vigil" in [bundle]')
     try:
-        return load_bundle(bundle_path)
+        bundle = load_bundle(bundle_path)
     except VigilInputError as exc:
-        raise _fail(str(exc), path, "bundle.path") from None
-
-
-def _factory() -> Any:
-    from edge_agent.sources import factory
-
-    return factory
-
-
-def _source_with_defaults(source: dict[str, Any], bundle: Bundle | None, path: Path) -> dict[str, Any]:
-    """The ``[source]`` table with the factory's defaults for its kind filled in."""
-    try:
-        return dict(_factory().effective_source_section(dict(source), default_features=_features(bundle)))
-    except VigilInputError as exc:
-        raise VigilInputError(exc.detail, file=str(path), key=exc.key or "source") from None
-
-
-def _features(bundle: Bundle | None) -> list[str] | None:
-    return None if bundle is None else list(bundle.features)
+        raise fail("bundle.path", str(exc)) from None
+    config = replace(config, bundle=bundle)
+    if check_source:
+        check_source_against_bundle(config, bundle)
+    return config
 
 
 def make_configured_source(config: AgentConfig, bundle: Bundle | None = None) -> Any:
     """The source described by ``[source]`` (not opened); stdin/serial default to the bundle's features."""
-    return _factory().make_source(dict(config.source), base_dir=config.base_dir,
-                                  default_features=_features(bundle or config.bundle))
+    bundle = bundle or config.bundle
+    return make_source(config.source, default_features=None if bundle is None else list(bundle.features))
 
 
-def check_source_features(source: dict[str, Any], bundle: Bundle, path: Path) -> None:
-    """Build the source (without opening a device) and compare its features with the bundle's."""
-    try:
-        made = _factory().make_source(dict(source), base_dir=path.parent, default_features=_features(bundle))
-    except VigilInputError as exc:
-        raise VigilInputError(exc.detail, file=str(path), key=exc.key or "source") from None
+def check_source_against_bundle(config: AgentConfig, bundle: Bundle) -> None:
+    """Build the source (without opening a device): its features and rate must be the bundle's."""
+    made = make_configured_source(config, bundle)
     features = list(getattr(made, "features", None) or [])
     if features:
-        compare_features(features, bundle, path, feature_key(source))
+        compare_features(features, bundle, config.path, feature_key(config.source))
+    compare_rate(made.sampling_rate_hz, bundle, config.path)
 
 
-def feature_key(source: dict[str, Any]) -> str:
-    for key in ("columns", "features"):
-        if key in source:
-            return f"source.{key}"
+def compare_rate(rate_hz: float | None, bundle: Bundle, path: Path) -> None:
+    """The model learned one sampling rate: a window at another rate spans another time (and spectrum)."""
+    want = bundle.sampling_rate_hz
+    if not rate_hz or not want or abs(rate_hz - want) <= RATE_TOLERANCE * want:
+        return
+    raise VigilInputError(f"the source samples at {rate_hz:g} Hz but the bundle was trained at {want:g} Hz "
+                          "(set source.rate_hz to the bundle's rate, or train a bundle at this rate)",
+                          file=str(path), key="source.rate_hz")
+
+
+def feature_key(source: Any) -> str:
+    """The ``[source]`` key that sets the features (for error messages)."""
+    if getattr(source, "columns", None):
+        return "source.columns"
+    if getattr(source, "features", None):
+        return "source.features"
     return "source"
 
 
@@ -397,4 +291,4 @@ def compare_features(features: list[str], bundle: Bundle, path: Path, key: str) 
         i = next(i for i, (a, b) in enumerate(zip(features, bundle.features)) if a != b)
         detail = (f"source feature {i} is {features[i]!r} but the bundle expects {bundle.features[i]!r} "
                   f"(source {features}, bundle {bundle.features})")
-    raise _fail(detail, path, key)
+    raise VigilInputError(detail, file=str(path), key=key)

@@ -52,7 +52,7 @@ def run_agent(config: str, prog: str = "vigil agent run") -> int:
 
     try:
         cfg = load_config(config)
-        configure_logging(cfg.values["log"]["level"])
+        configure_logging(cfg.log.level)
         return AgentService(cfg).run()
     except VigilInputError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -63,11 +63,18 @@ def run_agent(config: str, prog: str = "vigil agent run") -> int:
 
 
 def check_config(config: str, prog: str = "vigil agent check-config") -> int:
+    """Everything ``run`` will meet before the first sample: keys, secrets, files, bundle, source
+    features and rate, and the model loaded in this machine's interpreter; then the effective config."""
     from edge_agent.config import load_config, render_config
+    from edge_agent.config_runtime import check_runtime
 
     try:
-        sys.stdout.write(render_config(load_config(config)))
+        cfg = load_config(config)
+        assert cfg.bundle is not None  # load_config checked it
+        backend = check_runtime(cfg.bundle, cfg.bundle_section.num_threads, config_file=str(cfg.path))
     except VigilInputError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code
+    sys.stdout.write(render_config(cfg))
+    sys.stdout.write(f"# the model loads in {backend} with {cfg.bundle_section.num_threads} thread(s)\n")
     return 0

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from edge_agent.errors import VigilInputError
-from edge_agent.sources import SOURCE_DEFAULTS, SOURCE_HELP, SOURCE_REQUIRED, effective_source_section, make_source
+from edge_agent.config_schema import SOURCE_SCHEMA
+from edge_agent.sources import make_source, parse_source_options
 from edge_agent.sources.base import Source
 from edge_agent.sources.replay import ReplaySource
 from edge_agent.sources.serial_line import SerialLineSource
@@ -346,18 +347,17 @@ def test_factory_builds_every_kind(tmp_path, csv_file):
         features[kind] = src.features
     assert features == {"replay": ["a", "b"], "stdin": ["p", "q"], "serial": ["p"], "adxl345": ["x", "y", "z"],
                         "mpu6050": ["x", "y", "z"], "synthetic": ["x", "y", "z"]}
-    assert set(SOURCE_DEFAULTS) == set(sections)
+    assert set(SOURCE_SCHEMA) == set(sections)
 
 
-def test_effective_section_fills_defaults_and_documents_every_key():
-    cfg = effective_source_section({"kind": "adxl345", "rate_hz": 100})
-    assert cfg == {"kind": "adxl345", **SOURCE_DEFAULTS["adxl345"], "rate_hz": 100.0}
-    assert isinstance(cfg["rate_hz"], float)
-    for kind in SOURCE_DEFAULTS:
-        assert set(SOURCE_HELP[kind]) == set(SOURCE_DEFAULTS[kind]) | set(SOURCE_REQUIRED[kind])
-        assert all(text and "\n" not in text for text in SOURCE_HELP[kind].values())
-    cfg = effective_source_section({"kind": "stdin"}, default_features=["a", "b"])
-    assert cfg["features"] == ["a", "b"]
+def test_parsed_options_fill_defaults_and_every_key_is_documented():
+    options = parse_source_options({"kind": "adxl345", "rate_hz": 100})
+    defaults = {key: spec.default for key, spec in SOURCE_SCHEMA["adxl345"].items()}
+    assert options.as_table() == {"kind": "adxl345", **defaults, "rate_hz": 100.0}
+    assert isinstance(options.rate_hz, float)
+    for keys in SOURCE_SCHEMA.values():
+        assert all(spec.doc and "\n" not in spec.doc for spec in keys.values())
+    assert make_source({"kind": "stdin"}, default_features=["a", "b"]).features == ["a", "b"]
 
 
 @pytest.mark.parametrize("section,key,words", [
@@ -373,7 +373,7 @@ def test_effective_section_fills_defaults_and_documents_every_key():
     ({"kind": "adxl345", "retry_min_s": 2.0, "retry_max_s": 1.0}, "source.retry_max_s", ">="),
     ({"kind": "mpu6050", "rate_hz": 300}, "source.rate_hz", "1000/n"),
     ({"kind": "mpu6050", "dlpf_hz": 50}, "source.dlpf_hz", "one of"),
-    ({"kind": "stdin"}, "source.features", "required"),
+    ({"kind": "stdin"}, "source.features", "required"),  # and no bundle to take them from
     ({"kind": "stdin", "features": "x,y"}, "source.features", "list"),
     ({"kind": "serial", "features": ["a"]}, "source.port", "required"),
     ({"kind": "synthetic", "speed": 0}, "source.speed", "> 0"),

@@ -1,21 +1,24 @@
-"""MQTT connection settings: dataclasses, validation and the TOML-table parser.
+"""MQTT connection settings: what the connection, the sink and the subscriber need.
 
-No paho import here, so ``check-config`` can validate a config without the
-edge extra. Errors are :class:`VigilInputError` naming the key
-(``mqtt.port``, ``mqtt.tls.ca_file``...). Secrets (``password``,
-``tls.key_password``) may be given inline, as ``<name>_env`` (an environment
-variable name) or ``<name>_file`` (a file whose first line is the secret);
-they never appear in ``repr`` or :meth:`MqttSettings.to_dict`.
+Built from the config's typed ``[mqtt]`` section (:meth:`MqttSettings.from_section`,
+secrets resolved there) or directly from ``vigil alerts``' command-line
+options. The value rules are the config schema's (:mod:`edge_agent.config_values`),
+so a value the TOML refuses is refused here with the same message. No paho
+import here, so ``check-config`` can validate a config without the edge extra.
+Secrets never appear in ``repr`` or :meth:`MqttSettings.to_dict`.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edge_agent.config_schema import SCHEMA
+from edge_agent.config_sections import MqttSection, build_section
+from edge_agent.config_values import check_mqtt_tables, check_topic_level, check_topic_prefix, check_value, parse_table
 from edge_agent.errors import VigilInputError
 from edge_agent.mqtt import constants as C
 
@@ -83,23 +86,51 @@ class MqttSettings:
         return C.DEFAULT_TLS_PORT if self.tls is not None else C.DEFAULT_PORT
 
     def validate(self, key: str = "mqtt") -> None:
+        """The config schema's rules for each value (same messages as for the TOML)."""
         validate_host(self.host, f"{key}.host")
-        if self.port is not None:
-            validate_port(self.port, f"{key}.port")
-        if self.protocol not in C.PROTOCOLS:
-            choices = ", ".join(C.PROTOCOLS)
-            raise VigilInputError(f"must be one of {choices}, got {self.protocol!r}", key=f"{key}.protocol")
-        _check_range(self.keepalive, 5, 65535, f"{key}.keepalive")
-        _check_range(self.reconnect_min_s, 0.01, 3600, f"{key}.reconnect_min_s")
-        _check_range(self.reconnect_max_s, self.reconnect_min_s, 86400, f"{key}.reconnect_max_s")
-        _check_range(self.connect_timeout_s, 0.1, 600, f"{key}.connect_timeout_s")
+        specs = SCHEMA["mqtt"]
+        for name in ("port", "protocol", "keepalive", "reconnect_min_s", "reconnect_max_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if value is not None:
+                check_value(specs[name], value, f"{key}.{name}")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise VigilInputError("must not exceed reconnect_max_s", key=f"{key}.reconnect_min_s")
         if self.client_id is not None and not (0 < len(self.client_id) <= 128):
             raise VigilInputError("must be 1..128 characters", key=f"{key}.client_id")
         if self.password is not None and self.username is None:
             raise VigilInputError("password given without username", key=f"{key}.password")
-        validate_topic_prefix(self.topic_prefix, f"{key}.topic_prefix")
+        check_topic_prefix(self.topic_prefix, f"{key}.topic_prefix")
         if self.tls is not None:
             self.tls.validate(f"{key}.tls")
+
+    @classmethod
+    def from_section(cls, mqtt: MqttSection) -> MqttSettings:
+        """From the config's typed ``[mqtt]`` (and ``[mqtt.tls]``); secrets are read here."""
+        tls = None
+        if mqtt.tls.active:
+            t = mqtt.tls
+            tls = TlsSettings(ca_file=_str(t.ca_file), cert_file=_str(t.cert_file), key_file=_str(t.key_file),
+                              key_password=t.key_password_value(), insecure=t.insecure)
+        return cls(host=mqtt.host, port=mqtt.port, client_id=mqtt.client_id or None, username=mqtt.username or None,
+                   password=mqtt.password_value(), tls=tls, protocol=mqtt.protocol, keepalive=mqtt.keepalive,
+                   topic_prefix=mqtt.topic_prefix, reconnect_min_s=mqtt.reconnect_min_s,
+                   reconnect_max_s=mqtt.reconnect_max_s, connect_timeout_s=mqtt.connect_timeout_s)
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any], *, key: str = "mqtt", base_dir: Path | None = None) -> MqttSettings:
+        """A ``[mqtt]`` table (``tls`` = a table or true) through the config schema's one parser."""
+        data = dict(table)
+        tls_table = data.pop("tls", {})
+        if tls_table is True:
+            tls_table = {"enabled": True}
+        if not isinstance(tls_table, dict):
+            raise VigilInputError("must be a table (or true)", key=f"{key}.tls")
+        if not data.get("host"):
+            raise VigilInputError("missing (the broker host name or address)", key=f"{key}.host")
+        values = parse_table(data, SCHEMA["mqtt"], key, base_dir)
+        tls_values = parse_table(tls_table, SCHEMA["mqtt.tls"], f"{key}.tls", base_dir)
+        check_mqtt_tables(values, tls_values, key)
+        return cls.from_section(build_section("mqtt", values, tls=build_section("mqtt.tls", tls_values)))
 
     def prefix_for(self, device_id: str) -> str:
         """The topic prefix with ``{device_id}`` filled in."""
@@ -127,22 +158,10 @@ class MqttSettings:
         out["port"] = self.resolved_port
         return out
 
-    @classmethod
-    def from_dict(cls, table: dict[str, Any], *, key: str = "mqtt", base_dir: Path | None = None) -> MqttSettings:
-        """Parse a ``[mqtt]`` TOML table (unknown keys are errors); paths are relative to ``base_dir``."""
-        data = dict(table)
-        tls_table = data.pop("tls", None)
-        password = _secret(data, "password", key)
-        names = {f.name for f in fields(cls)} - {"tls", "password"}
-        _reject_unknown(data, names, key)
-        if "host" not in data:
-            raise VigilInputError("missing (the broker host name or address)", key=f"{key}.host")
-        for name, value in data.items():
-            _check_type(name, value, key)
-        tls = _tls_from_dict(tls_table, f"{key}.tls", base_dir) if tls_table is not None else None
-        if "protocol" in data:
-            data["protocol"] = str(data["protocol"])
-        return cls(**data, password=password, tls=tls)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def validate_host(host: Any, key: str = "mqtt.host") -> None:
@@ -150,97 +169,10 @@ def validate_host(host: Any, key: str = "mqtt.host") -> None:
         raise VigilInputError(f"not a host name or address: {host!r}", key=key)
 
 
-def validate_port(port: Any, key: str = "mqtt.port") -> None:
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise VigilInputError(f"must be an integer 1..65535, got {port!r}", key=key)
-
-
 def validate_device_id(device_id: Any, key: str = "device_id") -> None:
-    bad = not isinstance(device_id, str) or not device_id or device_id != device_id.strip()
-    if bad or any(c in device_id for c in "/+#"):
-        raise VigilInputError(f"must be non-empty without '/', '+', '#' or surrounding spaces: {device_id!r}", key=key)
+    """A device id is one topic level (the config's ``device.id`` rule)."""
+    check_topic_level(device_id, key)
 
 
 def validate_topic_prefix(prefix: Any, key: str = "mqtt.topic_prefix") -> None:
-    if not isinstance(prefix, str) or not prefix.strip("/"):
-        raise VigilInputError("must be a non-empty topic like 'vigil/{device_id}'", key=key)
-    if "+" in prefix or "#" in prefix or prefix.startswith("$"):
-        raise VigilInputError(f"must not contain wildcards or start with '$': {prefix!r}", key=key)
-    if prefix.replace("{device_id}", "").count("{") or prefix.replace("{device_id}", "").count("}"):
-        raise VigilInputError(f"the only placeholder allowed is {{device_id}}: {prefix!r}", key=key)
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "host": (str,),
-    "port": (int,),
-    "client_id": (str,),
-    "username": (str,),
-    "protocol": (str, int, float),
-    "keepalive": (int,),
-    "topic_prefix": (str,),
-    "reconnect_min_s": (int, float),
-    "reconnect_max_s": (int, float),
-    "connect_timeout_s": (int, float),
-    "ca_file": (str,),
-    "cert_file": (str,),
-    "key_file": (str,),
-    "insecure": (bool,),
-}
-
-
-def _check_type(name: str, value: Any, key: str) -> None:
-    allowed = _TYPES.get(name, (object,))
-    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
-        kinds = " or ".join(t.__name__ for t in allowed)
-        raise VigilInputError(f"must be {kinds}, got {type(value).__name__}", key=f"{key}.{name}")
-
-
-def _check_range(value: float, low: float, high: float, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise VigilInputError(f"must be a number in {low}..{high}, got {value!r}", key=key)
-
-
-def _reject_unknown(data: dict[str, Any], known: set[str], key: str) -> None:
-    for name in data:
-        if name not in known:
-            raise VigilInputError(f"unknown key (known: {', '.join(sorted(known))})", key=f"{key}.{name}")
-
-
-def _secret(data: dict[str, Any], name: str, key: str) -> str | None:
-    """Pop ``name`` / ``name_env`` / ``name_file`` from ``data``; at most one may be set."""
-    given = [n for n in (name, f"{name}_env", f"{name}_file") if n in data]
-    if len(given) > 1:
-        raise VigilInputError(f"give only one of {', '.join(given)}", key=f"{key}.{given[1]}")
-    if not given:
-        return None
-    which = given[0]
-    value = data.pop(which)
-    if not isinstance(value, str):
-        raise VigilInputError("must be a string", key=f"{key}.{which}")
-    if which.endswith("_env"):
-        if value not in os.environ:
-            raise VigilInputError(f"environment variable {value} is not set", key=f"{key}.{which}")
-        return os.environ[value]
-    if which.endswith("_file"):
-        try:
-            lines = Path(value).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            message = f"cannot read secret file: {exc.strerror}"
-            raise VigilInputError(message, file=value, key=f"{key}.{which}") from None
-        return lines[0] if lines else ""
-    return value
-
-
-def _tls_from_dict(table: Any, key: str, base_dir: Path | None) -> TlsSettings:
-    if table is True:  # `tls = true`: TLS with the system CA store
-        return TlsSettings()
-    if not isinstance(table, dict):
-        raise VigilInputError("must be a table (or true)", key=key)
-    data = dict(table)
-    key_password = _secret(data, "key_password", key)
-    _reject_unknown(data, {f.name for f in fields(TlsSettings)} - {"key_password"}, key)
-    for name, value in data.items():
-        _check_type(name, value, key)
-        if name.endswith("_file") and base_dir is not None:
-            data[name] = str((base_dir / value).resolve()) if not Path(value).is_absolute() else value
-    return TlsSettings(**data, key_password=key_password)
+    check_topic_prefix(prefix, key)

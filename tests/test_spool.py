@@ -91,20 +91,6 @@ def test_reopen_keeps_rows_and_seq_never_reused(tmp_path: Path) -> None:
     assert mode == "wal"
 
 
-def test_corrupt_or_unopenable_spool_is_a_one_line_input_error(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.db"
-    bad.write_bytes(b"this is not sqlite\n" * 200)
-    with pytest.raises(VigilInputError) as info:
-        AlertSpool(bad)
-    assert info.value.file == str(bad)
-    assert "corrupt" in str(info.value)
-
-    with pytest.raises(VigilInputError) as info:
-        AlertSpool(tmp_path)  # a directory cannot be a database file
-    assert info.value.file == str(tmp_path)
-    assert "\n" not in str(info.value)
-
-
 def test_payload_that_is_not_json_is_rejected_before_writing(tmp_path: Path) -> None:
     spool = AlertSpool(tmp_path / "spool.db")
     with pytest.raises(ValueError):

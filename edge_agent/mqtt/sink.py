@@ -13,8 +13,13 @@ An MQTT 5 PUBACK with a failure reason (e.g. 0x87 not authorized by the ACL)
 leaves the alert in the spool: it is counted as ``rejected`` and re-sent on the
 next connection (bounded, like everything in the spool, by size and age).
 
-Status: retained plain text ``online`` after each connect, ``offline`` on
-``stop()`` and as the Last Will (so a kill or power loss also ends ``offline``).
+When the spool's file fails (disk full, read-only, corrupt: see
+``edge_agent.spool``) alerts are held in its bounded memory queue and still go
+out in seq order; ``stats()`` carries every spool counter as ``spool_*``.
+
+Status: retained plain text ``online`` after each connect (``online degraded:
+<why>`` while the spool is not durable), ``offline`` on ``stop()`` and as the
+Last Will (so a kill or power loss also ends ``offline``).
 Health: QoS 0, never spooled, dropped (and counted) while disconnected.
 
 Only the pump thread touches the mid -> seq map and the spool reads/acks;
@@ -31,7 +36,6 @@ import threading
 import time
 from typing import Any
 
-from edge_agent.errors import VigilInputError
 from edge_agent.mqtt import constants as C
 from edge_agent.mqtt.connection import ClientFactory, MqttConnection, Will, connect_check
 from edge_agent.mqtt.reason import describe_reason
@@ -79,6 +83,8 @@ class MqttSink:
         self._gen: int | None = None
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._cursor = 0  # highest seq handed to paho in this session
+        self._status_sent = ""  # the retained status text last published
+        self._rewinds_seen = spool.rewinds
         # counters (ints are updated atomically enough under the GIL; read by stats())
         self._published = 0
         self._acked = 0
@@ -86,6 +92,7 @@ class MqttSink:
         self._health_published = 0
         self._health_dropped = 0
         self._inflight_count = 0
+        self._unspoolable = 0
         self._last_error: str | None = None
 
     # -- AlertSink ---------------------------------------------------------------------
@@ -102,16 +109,16 @@ class MqttSink:
             log.info("mqtt: %d alert(s) waiting in the spool from before; they go first", depth)
 
     def publish_alert(self, payload: dict[str, Any]) -> None:
-        """Spool (durable on return), then let the pump publish it in order."""
+        """Spool (durable on return; in memory, in order, when the disk fails), then let the pump publish it."""
         try:
             seq = self.spool.append(self.alert_topic, payload)
-        except VigilInputError as exc:
-            # The disk failed us: still try to get this one out, but say so loudly.
-            self._last_error = str(exc)
-            log.error("mqtt: alert not spooled, publishing without a safety net: %s", exc)
-            self._events.put(("direct", json.dumps(payload, separators=(",", ":"))))
+        except (ValueError, TypeError) as exc:  # not JSON (NaN, an object): a bug upstream, counted
+            self._unspoolable += 1
+            self._last_error = f"alert not spooled: {exc}"
+            log.error("mqtt: %s", self._last_error)
             return
-        log.info("mqtt: alert seq %d (%s %s) spooled", seq, payload.get("phase", "?"), payload.get("event_id", "?"))
+        where = "spooled" if not self.spool.degraded else f"held in memory ({self.spool.degraded})"
+        log.info("mqtt: alert seq %d (%s %s) %s", seq, payload.get("phase", "?"), payload.get("event_id", "?"), where)
         self._events.put(("wake",))
 
     def publish_health(self, payload: dict[str, Any]) -> None:
@@ -123,20 +130,21 @@ class MqttSink:
             self._health_published += 1
 
     def stats(self) -> dict[str, Any]:
-        """Counters for health; ``last_error`` is one line or None."""
+        """Counters for health; ``last_error`` is one line or None; ``spool_degraded`` is "" when durable."""
+        spool = self.spool.stats()
         return {
             "connected": int(self._conn.connected),
             "published": self._published,
             "acked": self._acked,
             "rejected": self._rejected,
             "inflight": self._inflight_count,
-            "spool_depth": self.spool.depth(),
-            "spool_dropped": self.spool.dropped,
+            "unspoolable": self._unspoolable,
+            **{f"spool_{name}": value for name, value in spool.items()},
             "reconnects": self._conn.reconnects,
             "connect_failures": self._conn.connect_failures,
             "health_published": self._health_published,
             "health_dropped": self._health_dropped,
-            "last_error": self._conn.last_error or self._last_error,
+            "last_error": self._conn.last_error or self._last_error or spool["degraded"] or None,
         }
 
     def stop(self, timeout: float = C.STOP_TIMEOUT_S) -> None:
@@ -203,15 +211,26 @@ class MqttSink:
         if kind == "connected":
             self._gen, self._cursor = event[1], 0
             self._set_inflight({})
-            self._conn.publish(self.status_topic, C.STATUS_ONLINE, qos=C.STATUS_QOS, retain=True, gen=self._gen)
+            self._status_sent = self._status_text()
+            self._conn.publish(self.status_topic, self._status_text(), qos=C.STATUS_QOS, retain=True, gen=self._gen)
         elif kind == "disconnected" and event[1] == self._gen:
             # Whatever was in flight is re-sent from the spool on the next session.
             self._gen, self._cursor = None, 0
             self._set_inflight({})
         elif kind == "published":
             self._on_puback(*event[1:])
-        elif kind == "direct":
-            self._conn.publish(self.alert_topic, event[1], qos=C.ALERT_QOS)
+        self._refresh_status()
+
+    def _status_text(self) -> str:
+        """``online``, or ``online degraded: <why>`` while alerts are not durable (loud on the status topic)."""
+        degraded = self.spool.degraded
+        return f"{C.STATUS_ONLINE} degraded: {degraded}"[:200] if degraded else C.STATUS_ONLINE
+
+    def _refresh_status(self) -> None:
+        text = self._status_text()
+        if self._gen is not None and text != self._status_sent:
+            if self._conn.publish(self.status_topic, text, qos=C.STATUS_QOS, retain=True, gen=self._gen) is not None:
+                self._status_sent = text
 
     def _on_puback(self, gen: int, mid: int, rc: int) -> None:
         if gen != self._gen or mid not in self._inflight:
@@ -234,8 +253,16 @@ class MqttSink:
         room = self._max_inflight - len(self._inflight)
         if room <= 0:
             return
+        if self.spool.rewinds != self._rewinds_seen:
+            # The spool file came back with rows older than the cursor: send from the oldest again.
+            self._rewinds_seen, self._cursor = self.spool.rewinds, 0
+        in_flight = set(self._inflight.values())
         sent: list[int] = []
-        for msg in self.spool.pending(room, after=self._cursor):
+        for msg in self.spool.pending(room + len(in_flight), after=self._cursor):
+            if msg.seq in in_flight:
+                continue
+            if len(sent) >= room:
+                break
             mid = self._conn.publish(msg.topic, msg.payload, qos=C.ALERT_QOS, gen=self._gen)
             if mid is None:
                 break  # connection just went; the disconnect event resets the cursor

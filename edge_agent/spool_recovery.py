@@ -1,0 +1,114 @@
+"""What keeps the spool honest when its file fails: high-water mark, quarantine, error kinds.
+
+The high-water mark is a tiny file beside the database (``spool.db.hwm``),
+outside SQLite and its WAL. It holds the last seq ever spooled and the
+``floor`` below which every alert was acknowledged (or counted as dropped).
+When SQLite comes back with fewer alerts than that (a truncated or bit-flipped
+WAL silently loses its frames, a corrupt file was quarantined), the difference
+is the number of alerts lost, reported instead of silently forgotten, and seq
+numbers continue above the mark so subscribers never mistake a new alert for a
+duplicate of a lost one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+log = logging.getLogger("vigil.spool")
+
+_MARK_SIZE = 64
+_MARK = re.compile(rb"vigil-spool-hwm/1 appended=(\d{1,19}) floor=(\d{1,19})")
+# SQLite result codes that mean "this file is damaged", as opposed to "cannot write now".
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return any(str(name).startswith(kind) for kind in _CORRUPT)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "integrity check failed" in text
+
+
+class HighWaterMark:
+    """``appended`` / ``floor`` seqs in a fixed-size file, rewritten in place and fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.appended = 0
+        self.floor = 0
+        self.errors = 0
+        self._fd: int | None = None
+        self._read()
+
+    def _read(self) -> None:
+        try:
+            data = self.path.read_bytes()[:_MARK_SIZE]
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._fail(f"cannot read {self.path}: {exc.strerror}")
+            return
+        match = _MARK.match(data)
+        if match is None:
+            self._fail(f"{self.path} is damaged; seq numbers continue from the spool alone")
+            return
+        self.appended, self.floor = int(match.group(1)), int(match.group(2))
+
+    def update(self, *, appended: int | None = None, floor: int | None = None) -> None:
+        """Raise the mark (never lower it) and make it durable; a failure is counted, not raised."""
+        new_appended = max(self.appended, appended or 0)
+        new_floor = min(new_appended, max(self.floor, floor or 0))
+        if (new_appended, new_floor) == (self.appended, self.floor) and self._fd is not None:
+            return
+        self.appended, self.floor = new_appended, new_floor
+        record = f"vigil-spool-hwm/1 appended={new_appended} floor={new_floor}\n".encode().ljust(_MARK_SIZE, b" ")
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.pwrite(self._fd, record, 0)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._close()
+            self._fail(f"cannot write {self.path}: {exc.strerror}")
+
+    def _fail(self, message: str) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 100 == 0:
+            log.error("spool: high-water mark: %s (%d error(s))", message, self.errors)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def close(self) -> None:
+        self._close()
+
+
+def quarantine(path: Path, now: dt.datetime | None = None) -> Path | None:
+    """Move a damaged database (and its -wal/-shm) aside as ``NAME.corrupt-<UTC time>``; None if it cannot be moved."""
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.error("spool: cannot move the damaged %s aside: %s", path, exc.strerror)
+        return None
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        try:
+            os.replace(side, target.with_name(target.name + suffix))
+        except OSError:
+            pass
+    return target

@@ -90,3 +90,63 @@ def test_vigil_alerts_times_out_with_exit_1_when_count_not_reached() -> None:
     assert proc.returncode == 1
     assert "connection refused" in stderr
     assert "timed out after 1 s with 0 of 1 alert(s)" in stderr
+
+
+MALFORMED: list[bytes] = [
+    b'"just a JSON string"',
+    b"[1, 2, 3]",
+    b"42",
+    b"null",
+    b"\xff\xfe not utf-8",
+    b"{not json",
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"seq": ' + b"9" * 5000 + b"}",
+    json.dumps({**make_alert(7), "event_id": ["unhashable"], "seq": 3}).encode(),
+    json.dumps({**make_alert(8), "seq": {"a": 1}}).encode(),
+    json.dumps({k: v for k, v in make_alert(9).items() if k != "phase"}).encode(),
+    json.dumps({**make_alert(10), "top_features": [{"feature": "ax", "share": 7}]}).encode(),
+    b'{"schema": "vigil.alert/1", "peak_score": NaN}',
+    b" " * 200_000,
+]
+
+
+@pytest.mark.broker
+def test_vigil_alerts_counts_and_skips_every_malformed_message(broker: MosquittoBroker, tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    proc = run_alerts("--host", broker.host, "--port", str(broker.port), "--out", str(out), "--count", "1",
+                      "--timeout", "60")
+    assert proc.stderr is not None
+    assert "listening on vigil/+/alert" in proc.stderr.readline()
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for payload in MALFORMED:
+            client.publish("vigil/dev1/alert", payload, qos=1).wait_for_publish(10)
+        client.publish("vigil/dev1/alert", json.dumps({**make_alert(1), "seq": 1}), qos=1).wait_for_publish(10)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert f"{len(MALFORMED)} malformed message(s) skipped" in stderr
+    skipped = [line for line in stderr.splitlines() if "skipped a malformed message on vigil/dev1/alert" in line]
+    assert len(skipped) == len(MALFORMED)
+    assert [json.loads(line)["seq"] for line in out.read_text().splitlines()] == [1]
+    assert " dev1 OPEN  event 00000000 seq 1 " in stdout
+
+
+def test_alert_check_accepts_what_the_agent_publishes_and_names_the_first_problem() -> None:
+    from edge_agent.mqtt.alert_check import parse_alert
+
+    good = {**make_alert(3), "seq": 12}
+    assert parse_alert(json.dumps(good).encode()) == good
+    with pytest.raises(ValueError, match=r"\$.window_count: below 1"):
+        parse_alert(json.dumps({**good, "window_count": 0}).encode())
+    with pytest.raises(ValueError, match="unexpected key 'extra'"):
+        parse_alert(json.dumps({**good, "extra": 1}).encode())
+    with pytest.raises(ValueError, match=r"\$.seq: must be integer"):
+        parse_alert(json.dumps({**good, "seq": True}).encode())

@@ -4,11 +4,15 @@ Subscribes (QoS 1) to ``<root>/<device|+>/alert`` and ``<root>/<device|+>/status
 and re-subscribes after every reconnect. Messages are queued for the caller's
 thread (:meth:`AlertSubscriber.get`). Alerts are at-least-once, so duplicates
 (same ``device_id``, ``event_id``, ``phase``, ``seq``) are dropped here.
+
+Any message on an alert topic that is not a valid alert (not UTF-8, not JSON,
+too large or too deep, or not matching ``alert.schema.json``; see
+:mod:`edge_agent.mqtt.alert_check`) is counted in ``invalid`` and handed over
+as kind ``"invalid"`` with the reason: never fatal, never shown as an alert.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.mqtt import constants as C
+from edge_agent.mqtt.alert_check import parse_alert
 from edge_agent.mqtt.connection import ClientFactory, MqttConnection
 from edge_agent.mqtt.settings import MqttSettings, validate_device_id, validate_topic_prefix
 
@@ -76,6 +81,7 @@ class AlertSubscriber:
         self._queue: queue.Queue[Received] = queue.Queue()
         self._dedupe = Deduper()
         self.duplicates = 0
+        self.invalid = 0
         self.subscribed = threading.Event()  # set once the alert subscription is acknowledged
         self._alert_mid: int | None = None
         self._conn = MqttConnection(
@@ -128,20 +134,30 @@ class AlertSubscriber:
             self.subscribed.set()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            self._receive(topic, payload)
+        except Exception as exc:  # a paho callback that raises stops the network loop for good
+            self._skip(topic, "?", f"{type(exc).__name__}: {exc}")
+
+    def _skip(self, topic: str, device: str, why: str) -> None:
+        self.invalid += 1
+        why = why.replace("\n", " ")[:200]
+        log.warning("alerts: skipped a message on %s: %s", topic[:200], why)
+        self._queue.put(Received("invalid", topic, device, None, why))
+
+    def _receive(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
         device = parts[-2] if len(parts) >= 2 else "?"
-        text = payload.decode("utf-8", errors="replace")
         if parts[-1] == C.STATUS_TOPIC:
-            self._queue.put(Received("status", topic, device, None, text.strip()))
+            text = payload[:256].decode("utf-8", errors="replace")
+            self._queue.put(Received("status", topic, device, None, text.strip().replace("\n", " ")))
             return
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
+            data = parse_alert(payload)
         except ValueError as exc:
-            log.warning("alerts: ignoring a message on %s that is not alert JSON: %s", topic, exc)
-            self._queue.put(Received("invalid", topic, device, None, str(exc)))
+            self._skip(topic, device, str(exc))
             return
+        text = payload.decode("utf-8")
         if self._dedupe.seen(data):
             self.duplicates += 1
             log.info("alerts: duplicate seq %s from %s dropped", data.get("seq"), device)

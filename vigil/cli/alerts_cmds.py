@@ -109,11 +109,15 @@ def _watch(sub: Any, out: Any, *, as_json: bool, count: int | None, timeout: flo
             continue
         if item.kind == "status":
             typer.echo(f"status {item.device} {item.text}")
+        elif item.kind == "invalid":
+            typer.echo(f"vigil alerts: skipped a malformed message on {item.topic}: {item.text}", err=True)
         elif item.kind == "alert":
             received += 1
             typer.echo(json.dumps(item.payload, separators=(",", ":")) if as_json else format_alert_line(item.payload))
             if out is not None:
                 _append(out, item.payload)
+    if sub.invalid:
+        typer.echo(f"vigil alerts: {sub.invalid} malformed message(s) skipped", err=True)
     return received
 
 

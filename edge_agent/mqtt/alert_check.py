@@ -115,7 +115,8 @@ def _check_value(value: Any, schema: dict[str, Any], where: str, _root: dict[str
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (_TYPES["number"](a) and _TYPES["number"](b) and a == b)
+    both_numbers = bool(_TYPES["number"](a) and _TYPES["number"](b))
+    return bool((type(a) is type(b) or both_numbers) and a == b)
 
 
 def _check_string(value: Any, schema: dict[str, Any], where: str, _root: dict[str, Any]) -> str:

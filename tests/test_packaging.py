@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import VigilInputError
 from vigil.packaging import build_wheel, rewrite_bundle_path
 from tests.test_agent_service import vigil
+from tests.test_config_checks import repack
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "firmware_configs" / "profiles"
@@ -37,7 +39,8 @@ def test_rewrite_bundle_path_keeps_the_rest() -> None:
 @pytest.mark.slow  # uses the converted tiny bundle
 def test_package_contains_wheel_bundle_config_unit_and_install_script(tmp_path: Path, tiny_bundle_3f: Path) -> None:
     out = tmp_path / "pi4-pump-01.tar.gz"
-    result = vigil("package", "--bundle", str(tiny_bundle_3f), "--config", str(PROFILES / "rpi4-adxl345.toml"),
+    bundle = repack(tiny_bundle_3f, tmp_path / tiny_bundle_3f.name, features=["x", "y", "z"], sampling_rate_hz=400.0)
+    result = vigil("package", "--bundle", str(bundle), "--config", str(PROFILES / "rpi4-adxl345.toml"),
                    "--out", str(out))
     assert result.returncode == 0, result.stderr
     with tarfile.open(out) as tar:
@@ -47,7 +50,7 @@ def test_package_contains_wheel_bundle_config_unit_and_install_script(tmp_path: 
         mode = tar.getmember("pi4-pump-01/install.sh").mode
     wheels = [n for n in files if n.endswith(".whl")]
     assert len(wheels) == 1 and wheels[0].startswith("vigil_edge-")
-    assert files[tiny_bundle_3f.name] == tiny_bundle_3f.read_bytes()
+    assert files[bundle.name] == bundle.read_bytes()
     assert files["vigil-agent.service"] == (REPO / "firmware_configs/systemd/vigil-agent.service").read_bytes()
     config = tomllib.loads(files["agent.toml"].decode())
     assert config["bundle"]["path"] == f"/var/lib/vigil/{tiny_bundle_3f.name}"
@@ -94,10 +97,29 @@ def test_package_refuses_a_damaged_bundle(tmp_path: Path) -> None:
     assert "bad.vigil" in result.stderr and not (tmp_path / "x.tar.gz").exists()
 
 
+PROFILE_RATES = {"rpi4-adxl345.toml": 400.0, "rpi-zero2w-mpu6050.toml": 200.0, "gateway-serial.toml": 100.0,
+                 "replay.toml": 250.0}
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES.glob("*.toml")), ids=lambda p: p.name)
 @pytest.mark.slow  # uses the converted tiny bundle
 def test_every_profile_packages(tmp_path: Path, tiny_bundle_3f: Path, profile: Path) -> None:
     from vigil.packaging import build_package
 
-    result = build_package(bundle=tiny_bundle_3f, config=profile, out=tmp_path / "dev.tar.gz")
+    assert set(PROFILE_RATES) == {p.name for p in PROFILES.glob("*.toml")}
+    bundle = repack(tiny_bundle_3f, tmp_path / "xyz.vigil", features=["x", "y", "z"],
+                    sampling_rate_hz=PROFILE_RATES[profile.name])
+    result = build_package(bundle=bundle, config=profile, out=tmp_path / "dev.tar.gz")
     assert result.size > 0 and len(result.members) == 5
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_package_refuses_a_bundle_the_profile_cannot_feed(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    from vigil.packaging import build_package
+
+    demo_like = repack(tiny_bundle_3f, tmp_path / "xyz250.vigil", features=["x", "y", "z"], sampling_rate_hz=250.0)
+    for bundle, key in [(demo_like, "source.rate_hz"), (tiny_bundle_3f, "source")]:  # 250 Hz; features f0..f2
+        with pytest.raises(VigilInputError) as err:
+            build_package(bundle=bundle, config=PROFILES / "rpi4-adxl345.toml", out=tmp_path / "x.tar.gz")
+        assert err.value.key == key and "\n" not in str(err.value)
+    assert not (tmp_path / "x.tar.gz").exists()

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.bundle import load_bundle
-from edge_agent.config import load_config, read_toml
+from edge_agent.bundle import Bundle, load_bundle
+from edge_agent.config import AgentConfig, check_source_against_bundle, load_config, read_toml
 from edge_agent.errors import VigilInputError
 
 INSTALL_PREFIX = "/opt/vigil"
@@ -194,10 +194,10 @@ def _top_name(out: Path) -> str:
 def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = None) -> PackageResult:
     """Verify bundle and config, build the wheel, write DEVICE.tar.gz."""
     bundle, config, out = Path(bundle), Path(config), Path(out)
-    load_bundle(bundle)  # refuse to ship a damaged bundle
+    loaded = load_bundle(bundle)  # refuse to ship a damaged bundle
     # Keys, types and ranges are checked here; secrets, TLS files and the sensor
     # exist only on the device, where install.sh runs check-config again.
-    load_config(config, check_bundle=False, check_files=False)
+    check_source_fits(load_config(config, check_bundle=False, check_files=False), loaded)
     unit = Path(unit) if unit is not None else shipped_unit()
     if not unit.is_file():
         raise VigilInputError("unit file not found", file=str(unit))
@@ -220,6 +220,17 @@ def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = 
         for name, data, mode in files:
             _add(tar, f"{top}/{name}", data, mode)
     return PackageResult(out, out.stat().st_size, [f"{top}/{name}" for name, _, _ in files])
+
+
+def check_source_fits(config: AgentConfig, bundle: Bundle) -> None:
+    """The profile's source gives the bundle's features at its rate (a device would refuse it otherwise).
+
+    A replayed file that is not here (it lives on the device) cannot be checked here.
+    """
+    source = config.source
+    if source.kind == "replay" and not source.path.is_file():
+        return
+    check_source_against_bundle(config, bundle)
 
 
 def read_toml_text(text: str) -> dict[str, Any]:

@@ -37,21 +37,14 @@ report this counter as the health ``bad_samples``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from edge_agent.errors import VigilInputError
 from edge_agent.sources.base import SampleBlock
 
+#: The agent TOML's ``[quality]`` keys are in :data:`edge_agent.config_schema.SCHEMA`
+#: (typed: :class:`edge_agent.config_sections.QualitySection`).
 POLICIES = ("skip", "hold")
-#: Keys of the agent TOML's ``[quality]`` table and their defaults.
-QUALITY_DEFAULTS: dict[str, Any] = {"policy": "skip", "valid_range": []}
-QUALITY_HELP: dict[str, str] = {
-    "policy": '"skip": drop bad samples and restart the window after them; '
-              '"hold": replace a bad value by the last good value of that feature',
-    "valid_range": "[lo, hi]: values outside (any feature) are bad samples; [] = no range check",
-}
 
 
 @dataclass
@@ -165,21 +158,3 @@ class SampleQuality:
         ends = np.append(starts[1:], kept.size)
         return [CleanRun(values[kept[a:b]], stamps[kept[a:b]], bool(flags[a])) for a, b in zip(starts, ends)]
 
-
-def make_quality(section: dict[str, Any], *, n_features: int, rate_hz: float | None,
-                 key_prefix: str = "quality") -> SampleQuality:
-    """Build from the ``[quality]`` TOML table; bad keys -> VigilInputError(key=...)."""
-    for key in section:
-        if key not in QUALITY_DEFAULTS:
-            raise VigilInputError(f"unknown key; allowed: {', '.join(QUALITY_DEFAULTS)}", key=f"{key_prefix}.{key}")
-    policy = section.get("policy", QUALITY_DEFAULTS["policy"])
-    if policy not in POLICIES:
-        raise VigilInputError(f'must be "skip" or "hold", got {policy!r}', key=f"{key_prefix}.policy")
-    rng = section.get("valid_range", QUALITY_DEFAULTS["valid_range"])
-    if not isinstance(rng, (list, tuple)) or len(rng) not in (0, 2) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng):
-        raise VigilInputError(f"must be [] or [lo, hi] (numbers), got {rng!r}", key=f"{key_prefix}.valid_range")
-    if len(rng) == 2 and not float(rng[0]) < float(rng[1]):
-        raise VigilInputError(f"needs lo < hi, got {list(rng)}", key=f"{key_prefix}.valid_range")
-    valid_range = (float(rng[0]), float(rng[1])) if rng else None
-    return SampleQuality(n_features, valid_range=valid_range, policy=policy, rate_hz=rate_hz)

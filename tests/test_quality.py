@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from edge_agent.core.windowing import WindowBuffer, WindowSpec, sliding_windows
-from edge_agent.errors import VigilInputError
-from edge_agent.quality import QUALITY_DEFAULTS, SampleQuality, make_quality
+from edge_agent.quality import SampleQuality
 from edge_agent.sources.base import SampleBlock
 
 NAN = float("nan")
@@ -118,16 +117,3 @@ def test_agent_loop_never_scores_a_window_with_bad_samples():
     expected = np.concatenate([sliding_windows(x[a:b], spec) for a, b in [(0, 50), (52, 180), (181, 300)]])
     assert np.isfinite(np.array(windows)).all()
     np.testing.assert_array_equal(np.array(windows), expected)
-
-
-def test_make_quality_validates_keys():
-    q = make_quality({"policy": "hold", "valid_range": [-16, 16]}, n_features=3, rate_hz=100.0)
-    assert q.policy == "hold" and q.valid_range == (-16.0, 16.0)
-    assert make_quality({}, n_features=3, rate_hz=None).policy == QUALITY_DEFAULTS["policy"]
-    for section, key in [({"polcy": "skip"}, "quality.polcy"), ({"policy": "repair"}, "quality.policy"),
-                         ({"valid_range": [5, 1]}, "quality.valid_range"),
-                         ({"valid_range": [1]}, "quality.valid_range"),
-                         ({"valid_range": "0:1"}, "quality.valid_range")]:
-        with pytest.raises(VigilInputError) as err:
-            make_quality(section, n_features=3, rate_hz=None)
-        assert err.value.key == key and "\n" not in str(err.value)

@@ -7,8 +7,14 @@ spool replay. So each session uses a fresh paho ``Client`` created with
 ``reconnect_on_failure=False``; a small supervisor thread connects it, runs
 its network loop (``loop_start``) until the session ends, then waits an
 exponential backoff with "equal jitter" (a delay drawn from ``[base/2, base]``,
-base doubling from ``reconnect_min_s`` up to ``reconnect_max_s``, reset after
-a successful CONNACK) and tries again.
+base doubling from ``reconnect_min_s`` up to ``reconnect_max_s``) and tries
+again. The backoff is reset only after a connection stayed up
+``stable_after_s``: a broker (or proxy) that accepts and then drops every
+connection right after CONNACK gets ever slower retries, not two a second.
+
+A connection closed before CONNACK is explained by
+:func:`edge_agent.mqtt.diagnose.early_close` (hung broker, missing or expired
+client certificate, TLS port without TLS) instead of a generic guess.
 
 paho calls callbacks on its network thread while holding its own locks, so the
 callbacks given here must be quick and must not call back into anything that
@@ -28,7 +34,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from edge_agent.mqtt import constants as C
 from edge_agent.mqtt import reason
+from edge_agent.mqtt.diagnose import early_close
 from edge_agent.mqtt.settings import MqttSettings
 
 log = logging.getLogger("vigil.mqtt")
@@ -52,7 +60,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        base = min(self.max_s, self.min_s * (2 ** min(self.attempt, 30)))
+        base = float(min(self.max_s, self.min_s * 2.0 ** min(self.attempt, 30)))
         self.attempt += 1
         return base / 2 + self._rng() * base / 2
 
@@ -107,8 +115,10 @@ class MqttConnection:
         on_subscribed: Callable[[int, int], None] | None = None,
         client_factory: ClientFactory | None = None,
         max_inflight: int = 20,
+        stable_after_s: float = C.BACKOFF_RESET_AFTER_S,
     ) -> None:
         self.settings = settings
+        self.stable_after_s = float(stable_after_s)
         self.client_id = client_id
         self._will = will
         self._cb_connected = on_connected
@@ -131,6 +141,9 @@ class MqttConnection:
         self._connected = False
         self._session_connected = False
         self._session_failed = False
+        self._connect_sent_at = 0.0
+        self._connected_at = 0.0
+        self.backoff_resets = 0  # connections that stayed up long enough to reset the backoff
         self.connects = 0
         self.connect_failures = 0
         self.last_error: str | None = None
@@ -141,6 +154,11 @@ class MqttConnection:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def backoff_attempt(self) -> int:
+        """Failed or short-lived sessions in a row (the backoff exponent)."""
+        return self._backoff.attempt
 
     @property
     def reconnects(self) -> int:
@@ -229,6 +247,7 @@ class MqttConnection:
         except Exception as exc:
             self._fail(reason.describe_exception(exc, self.settings.host, self.settings.resolved_port))
             return
+        self._connect_sent_at = time.monotonic()
         with self._lock:
             self._client = client
         client.loop_start()
@@ -239,7 +258,7 @@ class MqttConnection:
 
     def _wait_session(self, gen: int) -> None:
         # A broker that accepts TCP but never answers CONNECT would hang us forever.
-        connack_deadline = time.monotonic() + self.settings.connect_timeout_s + self.settings.keepalive
+        connack_deadline = time.monotonic() + self.settings.connect_timeout_s
         while not self._session_over.wait(0.25):
             if self._stopping.is_set():
                 # stop() is publishing "offline" on this session; it sets session_over when done.
@@ -247,7 +266,7 @@ class MqttConnection:
                 return
             if not self._session_connected and time.monotonic() > connack_deadline:
                 self._session_failed = True
-                self._fail(f"no CONNACK from {self.where}")
+                self._fail(early_close(self.settings, time.monotonic() - self._connect_sent_at))
                 return
 
     def _end_session(self, client: Any, gen: int) -> None:
@@ -258,6 +277,9 @@ class MqttConnection:
             if self._gen == gen:
                 self._client = None
         self._connected = False
+        if self._session_connected and time.monotonic() - self._connected_at >= self.stable_after_s:
+            self._backoff.reset()
+            self.backoff_resets += 1
         if self._session_connected and self._cb_disconnected is not None:
             self._safe(self._cb_disconnected, gen)
 
@@ -307,7 +329,7 @@ class MqttConnection:
         self.connects += 1
         self.last_error = None
         self.fatal_refusal = None
-        self._backoff.reset()
+        self._connected_at = time.monotonic()
         log.info("mqtt: connected to %s as %s", self.where, self.client_id)
         if self._cb_connected is not None:
             self._safe(self._cb_connected, gen)
@@ -321,7 +343,7 @@ class MqttConnection:
             log.info("mqtt: disconnected from %s", self.where)
         elif not self._session_connected and not self._session_failed:
             # e.g. a TLS listener rejecting our (missing) client certificate right after the handshake
-            self._fail(f"connection closed by {self.where} before CONNACK ({_EARLY_CLOSE_HINT})")
+            self._fail(early_close(self.settings, time.monotonic() - self._connect_sent_at))
         self._session_over.set()
 
     def _safe(self, fn: Callable[..., None], *args: Any) -> None:
@@ -330,9 +352,6 @@ class MqttConnection:
             fn(*args)
         except Exception as exc:
             log.error("mqtt: callback %s failed: %s: %s", getattr(fn, "__name__", fn), type(exc).__name__, exc)
-
-
-_EARLY_CLOSE_HINT = "wrong port or TLS setting, client certificate required, or client_id rejected?"
 
 
 def _disconnect_text(rc: Any) -> str:
@@ -364,11 +383,11 @@ def connect_check(
 
     def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if not answered.is_set():
-            where = f"{settings.host}:{settings.resolved_port}"
-            outcome.append(f"connection closed by {where} before CONNACK ({_EARLY_CLOSE_HINT})")
+            outcome.append(early_close(settings, time.monotonic() - sent_at))
             answered.set()
 
     client.on_connect, client.on_disconnect = on_connect, on_disconnect
+    sent_at = time.monotonic()
     try:
         client.connect(settings.host, settings.resolved_port, keepalive=settings.keepalive)
     except Exception as exc:
@@ -376,7 +395,7 @@ def connect_check(
     client.loop_start()
     try:
         if not answered.wait(timeout):
-            return f"no answer from {settings.host}:{settings.resolved_port} within {timeout:g} s"
+            return early_close(settings.with_(connect_timeout_s=timeout), time.monotonic() - sent_at)
         return outcome[0]
     finally:
         client.disconnect()

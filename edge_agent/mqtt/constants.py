@@ -30,6 +30,9 @@ DEFAULT_ROOT_PREFIX = "vigil"
 DEFAULT_RECONNECT_MIN_S = 1.0
 DEFAULT_RECONNECT_MAX_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# A connection must stay up this long before the reconnect backoff starts from
+# reconnect_min_s again (a broker that drops us right after CONNACK is a failure).
+BACKOFF_RESET_AFTER_S = 10.0
 PROTOCOLS = ("3.1.1", "5")
 
 # Alerts in flight (published, PUBACK pending). Small so a reconnect re-sends

@@ -1,0 +1,215 @@
+"""Causal nonparametric dynamic threshold (Hundman et al., KDD 2018, "Telemanom").
+
+The paper picks, for a buffer of smoothed errors ``e``, the threshold
+``epsilon = mean(e) + z * std(e)`` over a grid of ``z`` that maximises
+
+    (Δmean / mean + Δstd / std) / (|e_above| + |E_seq|²)
+
+where Δmean and Δstd are how much the mean and std fall when the errors above
+``epsilon`` are removed, ``|e_above|`` counts those errors and ``|E_seq|`` the
+contiguous runs they form: a good threshold removes few points, in few runs,
+that explain much of the spread. ``z`` values that flag no error, more than
+``max_sequences`` runs or ``max_anomalous_fraction`` of the buffer are not
+eligible (the paper's sanity checks); with none eligible, ``z_max`` is used.
+
+Streaming adaptation (what differs from the batch algorithm, and why):
+
+- The buffer is a ring of the last ``buffer_windows`` smoothed window errors
+  (bounded memory). The threshold is refitted every ``refit_every`` windows
+  from the buffer as it is then (amortised cost; ``sort`` based, so a refit is
+  O(L log L) whatever the grid size). Every decision uses only past and present
+  errors.
+- Pruning (the paper's minimum percent decrease ``p``): the batch version keeps
+  an anomalous sequence only if its peak exceeds the next lower peak (down to
+  the largest non-anomalous error) by the fraction ``p``. Causally, a run of
+  windows above the threshold becomes anomalous once its running peak ``P``
+  satisfies ``(P - max_normal) / P >= prune_fraction``, where ``max_normal`` is
+  the largest buffered error at or below the threshold. Until then the run is
+  normal; once confirmed, the rest of the run is anomalous.
+- The trained static threshold is a floor: ``threshold = max(epsilon, floor)``,
+  so a quiet buffer cannot make the device hypersensitive. During warm-up
+  (fewer than ``min_windows`` errors buffered) only the floor applies, without
+  pruning, exactly like the static threshold.
+- Non-finite errors never enter the buffer: NaN is normal (no evidence),
+  +inf is anomalous against the threshold in force.
+- The paper's error padding and the flipped (too-low error) search are not
+  done: grouping is the event detector's job (k-of-n, m to close).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from edge_agent.detection.settings import DynamicThresholdSettings
+
+#: Below this relative std the buffer is treated as constant (the criterion divides by it).
+_FLAT_STD = 1e-12
+
+
+class Decision(NamedTuple):
+    """One window's verdict and the threshold in force (a tuple: cheap to build per window)."""
+
+    anomalous: bool
+    threshold: float
+
+
+class DynamicThreshold:
+    """Feed it the smoothed error of every scored window, in order; see the module docstring."""
+
+    def __init__(self, params: DynamicThresholdSettings, static_floor: float) -> None:
+        floor = float(static_floor)
+        if not (math.isfinite(floor) and floor >= 0.0):
+            raise ValueError(f"static floor must be a finite number >= 0, got {static_floor}")
+        self.params = params
+        self.floor = floor
+        self._z = np.arange(params.z_min, params.z_max + params.z_step / 2, params.z_step)
+        self._buffer = np.zeros(params.buffer_windows, dtype=np.float64)
+        self.reset()
+
+    # ------------------------------------------------------------------ public
+
+    def reset(self) -> None:
+        """Forget everything (a restart): warm-up starts again from an empty buffer."""
+        self._fill = 0
+        self._next = 0  # ring write position
+        self._since_refit = 0
+        self._epsilon: float | None = None
+        self._threshold = self.floor
+        self._max_normal = 0.0
+        self._run_peak = 0.0
+        self._run_confirmed = False
+        self.refits = 0
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def warming_up(self) -> bool:
+        return self._fill < self.params.min_windows
+
+    def update(self, smoothed_error: float) -> Decision:
+        """Account for one window's smoothed error; return the verdict and the threshold in force."""
+        error = float(smoothed_error)
+        if not math.isfinite(error):
+            return Decision(error > self._threshold, self._threshold)
+        self._push(error)
+        if self._fill < self.params.min_windows:
+            return Decision(error > self.floor, self.floor)
+        self._since_refit += 1
+        if self._epsilon is None or self._since_refit >= self.params.refit_every:
+            self._refit()
+        return Decision(self._judge(error), self._threshold)
+
+    def decide(self, score: float) -> tuple[bool, float]:
+        """``update`` as a plain tuple (the pipeline's threshold-decider shape)."""
+        decision = self.update(score)
+        return decision.anomalous, decision.threshold
+
+    def state(self) -> dict[str, Any]:
+        """Small health summary; ``warming_up`` is true after every (re)start until the buffer fills."""
+        return {
+            "kind": "dynamic",
+            "value": self._threshold,
+            "floor": self.floor,
+            "epsilon": self._epsilon,
+            "buffer_fill": self._fill,
+            "buffer_windows": self.params.buffer_windows,
+            "warming_up": self.warming_up,
+            "refits": self.refits,
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _push(self, error: float) -> None:
+        self._buffer[self._next] = error
+        self._next = (self._next + 1) % self._buffer.size
+        if self._fill < self._buffer.size:
+            self._fill += 1
+
+    def _judge(self, error: float) -> bool:
+        if error <= self._threshold:
+            self._run_peak, self._run_confirmed = 0.0, False
+            if error > self._max_normal:
+                self._max_normal = error
+            return False
+        if error > self._run_peak:
+            self._run_peak = error
+        if not self._run_confirmed:
+            peak = self._run_peak
+            self._run_confirmed = peak - self._max_normal >= self.params.prune_fraction * peak
+        return self._run_confirmed
+
+    def _refit(self) -> None:
+        full = self._fill == self._buffer.size
+        ring = self._buffer if full else self._buffer[: self._fill]
+        epsilon, ordered = best_epsilon(ring, self._z, self.params, oldest=self._next if full else 0)
+        self._epsilon = epsilon
+        self._threshold = threshold = max(epsilon, self.floor)
+        n_normal = int(np.searchsorted(ordered, threshold, side="right"))
+        self._max_normal = float(ordered[n_normal - 1]) if n_normal else 0.0
+        self._since_refit = 0
+        self.refits += 1
+
+
+def best_epsilon(errors: np.ndarray, z_grid: np.ndarray, params: DynamicThresholdSettings,
+                 oldest: int = 0) -> tuple[float, np.ndarray]:
+    """The paper's threshold for a ring buffer whose oldest error is at ``oldest``, and the errors sorted.
+
+    Mean and std of the whole buffer and of the errors at or below each
+    candidate epsilon come from one sort and two cumulative sums (taken around
+    the median, so the sums do not lose the small differences that matter).
+    """
+    ordered = np.sort(errors)
+    count = ordered.size
+    reference = float(ordered[count // 2])
+    centred = ordered - reference
+    sums = np.cumsum(centred)
+    squares = np.cumsum(centred * centred)
+    offset = float(sums[-1]) / count
+    mean = reference + offset
+    std = math.sqrt(max(float(squares[-1]) / count - offset * offset, 0.0))
+    if count < 2 or mean <= 0.0 or std <= _FLAT_STD * max(1.0, abs(mean)):
+        return mean + params.z_max * std, ordered
+    epsilons = mean + z_grid * std
+    n_below = np.searchsorted(ordered, epsilons, side="right")
+    n_above = count - n_below
+    # Where nothing is at or below an epsilon these are meaningless; such z are not eligible.
+    last = np.maximum(n_below - 1, 0)
+    kept = np.maximum(n_below, 1)
+    shift = sums[last] / kept
+    std_below = np.sqrt(np.maximum(squares[last] / kept - shift * shift, 0.0))
+    gain = (mean - reference - shift) / mean + (std - std_below) / std
+    runs = _runs_above(errors, epsilons, oldest)
+    eligible = ((n_above > 0) & (n_below > 0) & (runs <= params.max_sequences)
+                & (n_above < params.max_anomalous_fraction * count))
+    score = np.where(eligible, gain / np.maximum(n_above + runs * runs, 1), -np.inf)
+    top = float(score.max())
+    if not math.isfinite(top) or top < 0.0:
+        return mean + params.z_max * std, ordered
+    # Ties go to the larger z, as in the reference implementation's ascending ">=" scan.
+    best = int(np.flatnonzero(score == top)[-1])
+    return float(epsilons[best]), ordered
+
+
+def _runs_above(errors: np.ndarray, epsilons: np.ndarray, oldest: int = 0) -> np.ndarray:
+    """Number of contiguous runs of ``errors > eps`` in time order, for every (ascending) eps.
+
+    ``errors`` is a ring whose oldest element is at ``oldest``: the element
+    before index ``i`` in time is ``errors[i - 1]`` (index -1 wraps, as the
+    ring does), except for the oldest, which nothing precedes. A run starts at
+    ``i`` when ``errors[i] > eps >= errors[i - 1]``. Only errors above the
+    lowest eps can start a run, usually the buffer's thin tail, so the
+    [grid x candidates] comparison stays small.
+    """
+    starts = np.flatnonzero(errors > epsilons[0])
+    if starts.size == 0:
+        return np.zeros(epsilons.size, dtype=np.int64)
+    values = errors[starts]
+    before = errors[starts - 1]
+    before[starts == oldest] = -np.inf
+    grid = epsilons[:, None]
+    return np.asarray(np.count_nonzero((values > grid) & (before <= grid), axis=1))

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from edge_agent.errors import VigilInputError
+from tests.conftest import shared_data_file
 from trainer.labels import LabelRangeWarning, load_labels, ranges_to_mask, read_labels
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def write(path: Path, text: str) -> Path:
@@ -125,12 +124,11 @@ def test_bad_label_files_are_one_line_errors(tmp_path: Path, name: str, text: st
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.skipif(not (SHARED / "discords" / "labels.json").is_file(), reason="shared data not present")
 def test_real_discord_and_nab_label_files() -> None:
-    ecg = load_labels(SHARED / "discords" / "labels.json", n_rows=1841, row_offset=1833,
+    ecg = load_labels(shared_data_file("discords", "labels.json"), n_rows=1841, row_offset=1833,
                       series="chfdb_chf01_275.txt")
     assert ecg == [(2331, 2599)]  # [2330, 2600] with exclusive bounds
-    nab = SHARED / "NAB" / "labels" / "combined_windows.json"
+    nab = shared_data_file("NAB", "labels", "combined_windows.json")
     keys = json.loads(nab.read_text())
     key = "realKnownCause/machine_temperature_system_failure.csv"
     assert key in keys

@@ -6,18 +6,11 @@ exclusive bounds (2330, 2600)) must be found with at most one false event.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-# The shared data sits beside the checkout (../shared/data); VIGIL_SHARED_DATA overrides it.
-SHARED = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-DATA_DIR = SHARED / "discords"
-ECG = DATA_DIR / "ecg" / "chfdb_chf01_275.txt"
-LABELS = DATA_DIR / "labels.json"
-
-pytestmark = pytest.mark.skipif(not ECG.is_file(), reason=f"real data not present at {DATA_DIR}")
+from tests.conftest import shared_data_file
 
 
 @pytest.mark.slow
@@ -25,9 +18,11 @@ def test_default_training_finds_the_ecg_discord_with_at_most_one_false_event(tmp
     from trainer.evaluate import run_evaluate
     from trainer.fit import TrainConfig, run_train
 
-    run_train(TrainConfig(data=ECG, out=tmp_path / "run", columns=["1", "2"], train_rows=(0, 1833),
+    ecg = shared_data_file("discords", "ecg", "chfdb_chf01_275.txt")
+    labels = shared_data_file("discords", "labels.json")
+    run_train(TrainConfig(data=ecg, out=tmp_path / "run", columns=["1", "2"], train_rows=(0, 1833),
                           echo=lambda _line: None))
-    metrics = run_evaluate(tmp_path / "run", ECG, LABELS, rows=(1833, 3674), out=tmp_path / "eval")
+    metrics = run_evaluate(tmp_path / "run", ecg, labels, rows=(1833, 3674), out=tmp_path / "eval")
 
     assert metrics["label_ranges"] == [[2331, 2599]]  # (2330, 2600) exclusive -> inclusive rows
     event = metrics["models"]["lstm_autoencoder"]["event"]

@@ -164,3 +164,124 @@ def test_certificate_validity_is_read_from_the_pem(tmp_path: Path) -> None:
     assert not_before <= now < not_after and (not_after - not_before).days == 2
     (tmp_path / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     assert certificate_validity(tmp_path / "junk.pem") is None
+
+
+# -- defect 4: MQTT 3.1.1 acknowledges and drops what the ACL denies ----------------------------
+
+
+@pytest.mark.broker
+def test_mqtt311_acl_drop_is_detected_and_the_alerts_stay_spooled(tmp_path: Path) -> None:
+    from edge_agent.mqtt.sink import MqttSink
+    from edge_agent.spool import AlertSpool
+    from tests.test_mqtt_sink import make_alert
+
+    require_mosquitto()
+    with MosquittoBroker(tmp_path / "b", acl="topic read vigil/#") as b:  # may read, may not publish
+        sink = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, protocol="3.1.1", **FAST), "dev1",
+                        AlertSpool(tmp_path / "spool.db"), echo_timeout_s=0.5)
+        sink.start()
+        try:
+            for i in range(3):
+                sink.publish_alert(make_alert(i))
+            stats = wait_for(lambda: (s := sink.stats())["unconfirmed"] >= 3 and s, 20, "three unconfirmed alerts")
+            assert stats["delivery_check"] == "echo"
+            assert stats["spool_depth"] == 3 and stats["acked"] == 0  # PUBACKed, dropped, but not deleted
+            assert "did not come back on vigil/dev1/alert" in stats["last_error"]
+            assert "ACL" in stats["last_error"]
+        finally:
+            sink.stop(1)
+
+
+@pytest.mark.broker
+def test_mqtt311_alerts_are_deleted_once_their_echo_confirms_delivery(broker: MosquittoBroker,
+                                                                      tmp_path: Path) -> None:
+    from edge_agent.mqtt.sink import MqttSink
+    from edge_agent.spool import AlertSpool
+    from tests.test_mqtt_sink import Observer, make_alert
+
+    observer = Observer(broker.port, "vigil/dev1/alert")
+    sink = MqttSink(MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1", **FAST), "dev1",
+                    AlertSpool(tmp_path / "spool.db"), max_inflight=2)
+    sink.start()
+    try:
+        for i in range(6):
+            sink.publish_alert(make_alert(i))
+        wait_for(lambda: sink.stats()["spool_depth"] == 0, 20, "spool drained by echoes")
+        stats = sink.stats()
+        assert (stats["acked"], stats["unconfirmed"], stats["awaiting_echo"]) == (6, 0, 0)
+        wait_for(lambda: len(observer.alerts()) == 6, 10, "the observer's copies")
+        assert [a["seq"] for a in observer.alerts()] == [1, 2, 3, 4, 5, 6]
+    finally:
+        sink.stop(1)
+        observer.close()
+
+
+# -- defect 5: the example broker config keeps what it acknowledged across a crash ------------
+
+EXAMPLE_CONF = Path(__file__).resolve().parents[1] / "firmware_configs" / "mosquitto" / "mosquitto.conf"
+
+
+def _example_persistence_lines() -> list[str]:
+    keep = ("persistence ", "autosave_on_changes", "autosave_interval", "max_queued_messages")
+    lines = [line.strip() for line in EXAMPLE_CONF.read_text().splitlines()]
+    return [line for line in lines if line.startswith(keep)]
+
+
+def _start_mosquitto(conf: Path, port: int) -> subprocess.Popen[bytes]:
+    from tests.broker import mosquitto_path, port_open
+
+    proc = subprocess.Popen([str(mosquitto_path()), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: port_open(port), 10, "mosquitto listening")
+    return proc
+
+
+@pytest.mark.broker
+def test_example_broker_config_keeps_acknowledged_alerts_across_kill_9(tmp_path: Path) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    require_mosquitto()
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", f"persistence_location {tmp_path}/",
+             *_example_persistence_lines()]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    assert "autosave_on_changes true" in lines
+
+    def dashboard() -> Any:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="dashboard", clean_session=False,
+                             protocol=paho.MQTTv311)
+        client.received = []  # type: ignore[attr-defined]
+        client.on_message = lambda _c, _u, msg: client.received.append(msg.payload)  # type: ignore[attr-defined]
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        return client
+
+    broker_proc = _start_mosquitto(conf, port)
+    try:
+        sub = dashboard()
+        sub.subscribe("vigil/+/alert", qos=1)[1]
+        time.sleep(0.3)
+        sub.disconnect()
+        sub.loop_stop()
+        pub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        pub.publish("vigil/dev1/alert", b'{"seq": 1}', qos=1).wait_for_publish(10)  # PUBACKed: the device deletes it
+        pub.disconnect()
+        pub.loop_stop()
+        time.sleep(0.3)  # the broker's next loop turn: where autosave_on_changes writes the snapshot
+        broker_proc.send_signal(signal.SIGKILL)
+        broker_proc.wait(10)
+        broker_proc = _start_mosquitto(conf, port)
+        sub = dashboard()
+        wait_for(lambda: sub.received, 10, "the alert queued before the crash")
+        assert sub.received == [b'{"seq": 1}']
+        sub.disconnect()
+        sub.loop_stop()
+    finally:
+        broker_proc.kill()
+        broker_proc.wait(10)

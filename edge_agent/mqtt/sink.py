@@ -12,6 +12,9 @@ alerts`` does. A newer alert is never sent before an older spooled one.
 An MQTT 5 PUBACK with a failure reason (e.g. 0x87 not authorized by the ACL)
 leaves the alert in the spool: it is counted as ``rejected`` and re-sent on the
 next connection (bounded, like everything in the spool, by size and age).
+MQTT 3.1.1 acknowledges denied publishes too, so there an alert is deleted
+only once the broker routed it back to our own subscription
+(:mod:`edge_agent.mqtt.echo`); one that does not come back stays spooled.
 
 When the spool's file fails (disk full, read-only, corrupt: see
 ``edge_agent.spool``) alerts are held in its bounded memory queue and still go
@@ -38,6 +41,7 @@ from typing import Any
 
 from edge_agent.mqtt import constants as C
 from edge_agent.mqtt.connection import ClientFactory, MqttConnection, Will, connect_check
+from edge_agent.mqtt.echo import EchoConfirmer
 from edge_agent.mqtt.reason import describe_reason
 from edge_agent.mqtt.settings import MqttSettings, validate_device_id
 from edge_agent.spool import AlertSpool
@@ -56,6 +60,9 @@ class MqttSink:
         *,
         client_factory: ClientFactory | None = None,
         max_inflight: int = C.MAX_INFLIGHT,
+        verify_delivery: bool | None = None,
+        echo_timeout_s: float = 10.0,
+        echo_retry_s: float = 60.0,
     ) -> None:
         validate_device_id(device_id)
         self.settings = settings
@@ -68,6 +75,9 @@ class MqttSink:
         self._max_inflight = max(1, int(max_inflight))
         self._factory = client_factory
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # callbacks -> pump thread
+        # None: verify by echo exactly where the PUBACK cannot be trusted (MQTT 3.1.1).
+        verify = settings.protocol != "5" if verify_delivery is None else verify_delivery
+        self._echo = EchoConfirmer(self.alert_topic, echo_timeout_s, echo_retry_s) if verify else None
         self._conn = MqttConnection(
             settings,
             settings.client_id_for(device_id),
@@ -75,6 +85,7 @@ class MqttSink:
             on_connected=lambda gen: self._events.put(("connected", gen)),
             on_disconnected=lambda gen: self._events.put(("disconnected", gen)),
             on_published=lambda gen, mid, rc: self._events.put(("published", gen, mid, rc)),
+            on_message=lambda topic, payload: self._events.put(("echo", payload)),
             client_factory=client_factory,
             max_inflight=self._max_inflight,
         )
@@ -139,6 +150,9 @@ class MqttSink:
             "rejected": self._rejected,
             "inflight": self._inflight_count,
             "unspoolable": self._unspoolable,
+            "delivery_check": "echo" if self._echo is not None else "puback",
+            "awaiting_echo": self._echo.awaiting if self._echo is not None else 0,
+            "unconfirmed": self._echo.unconfirmed if self._echo is not None else 0,
             **{f"spool_{name}": value for name, value in spool.items()},
             "reconnects": self._conn.reconnects,
             "connect_failures": self._conn.connect_failures,
@@ -179,8 +193,9 @@ class MqttSink:
         """True once nothing is in flight and (while connected) nothing is left to send."""
         def idle() -> bool:
             # Alerts the broker rejected (MQTT 5) stay spooled but are behind the cursor: not waited for.
-            if self._inflight_count or not self._conn.connected:
-                return not self._inflight_count
+            awaiting = self._echo.awaiting if self._echo is not None else 0
+            if self._inflight_count or awaiting or not self._conn.connected:
+                return not self._inflight_count and not awaiting
             return not self.spool.pending(1, after=self._cursor)
 
         return _poll(idle, timeout)
@@ -194,11 +209,16 @@ class MqttSink:
 
     def _run_pump(self) -> None:
         while True:
-            event = self._events.get()
+            try:
+                # A timeout only where echoes are awaited: their deadlines need a clock.
+                event = self._events.get(timeout=0.25 if self._echo is not None else None)
+            except queue.Empty:
+                event = ("tick",)
             if event[0] == "stop":
                 return
             try:
                 self._handle(event)
+                self._check_echoes()
                 self._fill()
             except Exception as exc:  # a failing disk must not kill delivery for good
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -212,13 +232,24 @@ class MqttSink:
             self._gen, self._cursor = event[1], 0
             self._set_inflight({})
             self._status_sent = self._status_text()
+            if self._echo is not None:
+                self._echo.reset()
+                # Sent before any alert of this session, so the broker routes every one back.
+                self._conn.subscribe(self.alert_topic, qos=C.ALERT_QOS)
             self._conn.publish(self.status_topic, self._status_text(), qos=C.STATUS_QOS, retain=True, gen=self._gen)
         elif kind == "disconnected" and event[1] == self._gen:
             # Whatever was in flight is re-sent from the spool on the next session.
             self._gen, self._cursor = None, 0
             self._set_inflight({})
+            if self._echo is not None:
+                self._echo.reset()
         elif kind == "published":
             self._on_puback(*event[1:])
+        elif kind == "echo" and self._echo is not None:
+            in_flight = set(self._inflight.values())
+            seq = self._echo.on_echo(event[1], in_flight.__contains__)
+            if seq is not None:
+                self._delivered(seq, "delivered (its echo came back)")
         self._refresh_status()
 
     def _status_text(self) -> str:
@@ -242,9 +273,24 @@ class MqttSink:
             self._last_error = f"broker rejected alert seq {seq}: {describe_reason(rc)}"
             log.error("mqtt: %s (kept in the spool)", self._last_error)
             return
+        if self._echo is not None and not self._echo.on_puback(seq):
+            return  # deleted when its echo arrives
+        self._delivered(seq, "acknowledged by the broker")
+
+    def _delivered(self, seq: int, how: str) -> None:
         self.spool.ack(seq)
         self._acked += 1
-        log.info("mqtt: alert seq %d acknowledged by the broker", seq)
+        log.info("mqtt: alert seq %d %s", seq, how)
+
+    def _check_echoes(self) -> None:
+        if self._echo is None:
+            return
+        late = self._echo.expired()
+        if late:
+            self._last_error = self._echo.reason(late[0])
+            log.error("mqtt: %s (%d alert(s) unconfirmed)", self._last_error, len(late))
+        if self._echo.rewind_due() and self._gen is not None:
+            self._cursor = 0  # send the unconfirmed ones again: the ACL may have been fixed
 
     def _fill(self) -> None:
         """Top the in-flight window up with the next spooled alerts, oldest first."""
@@ -259,7 +305,8 @@ class MqttSink:
         in_flight = set(self._inflight.values())
         sent: list[int] = []
         for msg in self.spool.pending(room + len(in_flight), after=self._cursor):
-            if msg.seq in in_flight:
+            if msg.seq in in_flight or (self._echo is not None and self._echo.waiting_for(msg.seq)):
+                self._cursor = max(self._cursor, msg.seq)  # already sent in this session
                 continue
             if len(sent) >= room:
                 break

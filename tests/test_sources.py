@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -400,3 +401,45 @@ def test_replay_file_errors_name_file_and_key(tmp_path, csv_file):
     with pytest.raises(VigilInputError) as err:
         make_source({"kind": "replay", "path": csv_file.name, "rows": "100:200"}, base_dir=csv_file.parent)
     assert err.value.key == "source.rows"
+
+
+def _pipe_source(chunks: list[bytes], features: list[str]) -> tuple[StdinSource, Any]:
+    """A StdinSource on a real pipe fed by a writer thread (a 10 MB line does not fit a pipe buffer)."""
+    import threading
+
+    r, w = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(w, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    stream = os.fdopen(r, "rb")
+    src = StdinSource(features, rate_hz=10.0, stream=stream, start_time=0.0)
+    src.open()
+    return src, stream
+
+
+def test_stdin_10_mb_line_is_one_bad_sample_and_is_never_buffered() -> None:
+    from edge_agent.sources.stdin import MAX_LINE_BYTES
+
+    chunks = [b"1,2\n", b"9" * (10 << 20), b"\n3,4\n", b"x" * (MAX_LINE_BYTES + 10) + b"\n5,6\n"]
+    src, stream = _pipe_source(chunks, ["a", "b"])
+    with stream:
+        values, stamps, blocks = drain(src)
+    valid = np.concatenate([b.valid if b.valid is not None else np.ones(len(b), bool) for b in blocks])
+    np.testing.assert_array_equal(valid, [True, False, True, False, True])
+    np.testing.assert_array_equal(values[valid], [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_allclose(stamps, np.arange(5) / 10.0)  # each bad line keeps ONE slot on the time axis
+    stats = src.stats.as_dict()
+    assert (stats["bad_samples"], stats["samples"], stats["overlong_lines"]) == (2, 3, 2)
+    assert len(src._parser._pending) <= MAX_LINE_BYTES  # nothing of the long line is held
+
+
+def test_stdin_overlong_line_at_eof_counts_once() -> None:
+    src, stream = _pipe_source([b"1,2\n", b"7" * (1 << 20)], ["a", "b"])
+    with stream:
+        values, _stamps, _blocks = drain(src)
+    assert len(values) == 2 and src.stats.bad_samples == 1 and src.stats.samples == 1

@@ -7,6 +7,9 @@ equal to the feature names (a header). Any other line that does not hold exactly
 one number per feature is a **bad sample**: counted in ``stats.bad_samples`` and
 delivered as a NaN row with ``valid=False``, so the quality policy treats it like
 any other bad sample (it keeps its place on the time axis) and nothing crashes.
+A line longer than ``MAX_LINE_BYTES`` (noise, binary data, a wrong baud rate on
+serial) is skipped up to its newline without being parsed or buffered, and
+counts as ONE bad sample however long it is (``overlong_lines`` in the stats).
 
 Timestamps: with ``rate_hz`` set, ``start_time + i / rate_hz`` (line ``i``,
 bad lines included); without it the arrival time (wall clock) of the chunk.
@@ -34,25 +37,44 @@ class LineParser:
         self.features = list(features)
         self.delimiter = delimiter
         self.bad_lines = 0
+        self.overlong_lines = 0
         self._pending = b""
         self._seen_line = False
+        self._discarding = False  # inside an overlong line (already counted): skip to its newline
 
     def reset(self) -> None:
         """Forget a partial line (after a reconnect its start is gone)."""
         self._pending = b""
+        self._discarding = False
 
     def feed(self, data: bytes, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        text = self._pending + data
-        lines = text.split(b"\n")
-        self._pending = b"" if final else lines.pop()
-        if len(self._pending) > MAX_LINE_BYTES:
-            self._pending = b""
-            lines.append(b"\x00")  # counted as one bad sample below
         rows: list[list[float] | None] = []
-        for raw in lines:
+        for raw in self._complete_lines(data, final):
             row = self._parse(raw)
-            if row is not False:
+            if not isinstance(row, bool):
                 rows.append(row)
+        return self._arrays(rows)
+
+    def _complete_lines(self, data: bytes, final: bool) -> list[bytes | None]:
+        """The lines ``data`` completes; None stands for an overlong line cut off here (already counted)."""
+        text = self._pending + data
+        self._pending = b""
+        if self._discarding:
+            end = text.find(b"\n")
+            if end < 0:
+                return []  # still inside the overlong line: nothing kept, nothing counted again
+            text, self._discarding = text[end + 1:], False
+        lines: list[bytes | None] = list(text.split(b"\n"))
+        tail = b"" if final else lines.pop()
+        if tail is not None and len(tail) > MAX_LINE_BYTES:
+            self._discarding = True
+            self.overlong_lines += 1
+            lines.append(None)  # one bad sample for the whole line
+        else:
+            self._pending = tail or b""
+        return lines
+
+    def _arrays(self, rows: list[list[float] | None]) -> tuple[np.ndarray, np.ndarray]:
         values = np.full((len(rows), len(self.features)), np.nan)
         valid = np.ones(len(rows), dtype=bool)
         for i, row in enumerate(rows):
@@ -63,8 +85,13 @@ class LineParser:
         self.bad_lines += int((~valid).sum())
         return values, valid
 
-    def _parse(self, raw: bytes) -> list[float] | None | bool:
+    def _parse(self, raw: bytes | None) -> list[float] | None | bool:
         """A row, None for a bad line, False for a line to ignore."""
+        if raw is None or len(raw) > MAX_LINE_BYTES:
+            if raw is not None:  # a whole overlong line inside one chunk: counted here, never parsed
+                self.overlong_lines += 1
+            self._seen_line = True
+            return None
         line = raw.decode("utf-8", errors="replace").strip()
         if not line or line.startswith("#"):
             return False
@@ -155,5 +182,6 @@ class StdinSource:
     def _block(self, data: bytes, final: bool = False) -> SampleBlock:
         values, valid = self._parser.feed(data, final)
         self.stats.bad_samples = self._parser.bad_lines
+        self.stats.extra["overlong_lines"] = self._parser.overlong_lines
         self.stats.samples += int(valid.sum())
         return line_block(values, valid, self._stamper.stamps(len(values)))

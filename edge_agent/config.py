@@ -33,9 +33,11 @@ from edge_agent.config_sections import (
     LogSection,
     MqttSection,
     QualitySection,
+    SerialOptions,
     SinksSection,
     SourceOptions,
     SpoolSection,
+    StdinOptions,
     build_section,
 )
 from edge_agent.config_values import check_mqtt_tables, check_topic_level, fail, parse_table, split_sections
@@ -241,6 +243,10 @@ def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
     except VigilInputError as exc:
         raise fail("bundle.path", str(exc)) from None
     config = replace(config, bundle=bundle)
+    if isinstance(config.source, (StdinOptions, SerialOptions)) and not config.source.features:
+        source = replace(config.source, features=tuple(bundle.features))  # the bundle's, as documented
+        config = replace(config, source=source, _values=MappingProxyType(
+            {**config.values, "source": MappingProxyType(source.as_table())}))
     if check_source:
         check_source_against_bundle(config, bundle)
     return config

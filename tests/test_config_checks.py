@@ -123,3 +123,15 @@ def test_sensor_profiles_refuse_a_bundle_trained_at_another_rate(tmp_path: Path,
     assert err.value.key == "source.rate_hz" and "250 Hz" in str(err.value)
     config.write_text(text.replace('path = "/var/lib/vigil/model.vigil"', f'path = "{matching}"'))
     assert load_config(config, check_files=False).source.rate_hz == rate
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_line_sources_default_to_the_bundles_features(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    path = write_config(tmp_path, tiny_bundle_3f)
+    path.write_text(path.read_text().replace('kind = "replay"\npath = "data.csv"\npace = "fast"',
+                                             'kind = "stdin"\nrate_hz = 100.0'))
+    cfg = load_config(path)
+    assert cfg.source.kind == "stdin" and cfg.source.features == ("f0", "f1", "f2")
+    code, out, err = check_config(path)
+    assert code == 0, err
+    assert 'features = ["f0", "f1", "f2"]' in out

@@ -38,9 +38,7 @@ def test_criterion_by_hand_two_spikes() -> None:
     # (one run): score (1/2 + 3/3) / (2 + 1) = 0.5 for all; ties go to the largest z: eps = 2 + 2.5*3.
     params = DynamicThresholdSettings(z_min=1.0, z_max=2.5, z_step=0.5, min_windows=2, buffer_windows=20)
     errors = np.array([1.0] * 18 + [11.0, 11.0])
-    eps, ordered = best_epsilon(errors, grid(params), params)
-    assert eps == pytest.approx(9.5)
-    np.testing.assert_array_equal(ordered, np.sort(errors))
+    assert best_epsilon(errors, grid(params), params) == pytest.approx(9.5)
 
 
 def test_criterion_by_hand_keeps_the_minor_bump_below() -> None:
@@ -50,7 +48,7 @@ def test_criterion_by_hand_keeps_the_minor_bump_below() -> None:
     # and of the tied z the largest, 2.0.
     params = DynamicThresholdSettings(z_min=0.5, z_max=2.0, z_step=0.5, min_windows=2, buffer_windows=20)
     errors = np.array([1.0] * 16 + [5.0, 5.0, 11.0, 11.0])
-    eps, _ = best_epsilon(errors, grid(params), params)
+    eps = best_epsilon(errors, grid(params), params)
     assert eps == pytest.approx(errors.mean() + 2.0 * errors.std())
     assert 5.0 < eps < 11.0
 
@@ -62,7 +60,7 @@ def test_criterion_matches_a_plain_reference_on_random_buffers() -> None:
         errors = np.abs(rng.normal(1.0, 0.2, int(rng.integers(20, 400))))
         spikes = rng.integers(0, errors.size, int(rng.integers(0, 6)))
         errors[spikes] += rng.uniform(0.5, 3.0, spikes.size)
-        eps, _ = best_epsilon(errors, grid(params), params)
+        eps = best_epsilon(errors, grid(params), params)
         assert eps == pytest.approx(reference_epsilon(errors.tolist(), params), rel=1e-9), trial
 
 
@@ -71,8 +69,8 @@ def test_ring_order_counts_runs_across_the_seam() -> None:
     params = DynamicThresholdSettings(min_windows=2, buffer_windows=40, z_min=1.0, z_max=4.0, max_sequences=1)
     series = np.array([1.0] * 30 + [4.0, 4.0] + [1.0] * 6 + [4.5, 4.5])
     ring = np.roll(series, 7)  # oldest element now at index 7
-    assert best_epsilon(ring, grid(params), params, oldest=7)[0] == pytest.approx(
-        best_epsilon(series, grid(params), params)[0])
+    assert best_epsilon(ring, grid(params), params, oldest=7) == pytest.approx(
+        best_epsilon(series, grid(params), params))
 
 
 def settings(**kw: float) -> DynamicThresholdSettings:

@@ -16,8 +16,8 @@ Streaming adaptation (what differs from the batch algorithm, and why):
 
 - The buffer is a ring of the last ``buffer_windows`` smoothed window errors
   (bounded memory). The threshold is refitted every ``refit_every`` windows
-  from the buffer as it is then (amortised cost; ``sort`` based, so a refit is
-  O(L log L) whatever the grid size). Every decision uses only past and present
+  from the buffer as it is then (amortised cost: a few passes over the buffer
+  and a sort of its tail, whatever the grid size). Every decision uses only past and present
   errors.
 - Pruning (the paper's minimum percent decrease ``p``): the batch version keeps
   an anomalous sequence only if its peak exceeds the next lower peak (down to
@@ -146,66 +146,71 @@ class DynamicThreshold:
     def _refit(self) -> None:
         full = self._fill == self._buffer.size
         ring = self._buffer if full else self._buffer[: self._fill]
-        epsilon, ordered = best_epsilon(ring, self._z, self.params, oldest=self._next if full else 0)
+        epsilon = best_epsilon(ring, self._z, self.params, oldest=self._next if full else 0)
         self._epsilon = epsilon
         self._threshold = threshold = max(epsilon, self.floor)
-        n_normal = int(np.searchsorted(ordered, threshold, side="right"))
-        self._max_normal = float(ordered[n_normal - 1]) if n_normal else 0.0
+        self._max_normal = max(float(np.max(ring, where=ring <= threshold, initial=0.0)), 0.0)
         self._since_refit = 0
         self.refits += 1
 
 
 def best_epsilon(errors: np.ndarray, z_grid: np.ndarray, params: DynamicThresholdSettings,
-                 oldest: int = 0) -> tuple[float, np.ndarray]:
-    """The paper's threshold for a ring buffer whose oldest error is at ``oldest``, and the errors sorted.
+                 oldest: int = 0) -> float:
+    """The paper's threshold for a ring buffer of errors whose oldest element is at ``oldest``.
 
-    Mean and std of the whole buffer and of the errors at or below each
-    candidate epsilon come from one sort and two cumulative sums (taken around
-    the median, so the sums do not lose the small differences that matter).
+    Only the errors above the lowest candidate (``mean + z_min * std``, the
+    buffer's thin tail) are sorted: the mean and std of the errors at or below
+    each candidate are the whole buffer's minus the tail part above it, from
+    the tail's cumulative sums (of deviations from the mean, so nothing cancels).
     """
-    ordered = np.sort(errors)
-    count = ordered.size
-    reference = float(ordered[count // 2])
-    centred = ordered - reference
-    sums = np.cumsum(centred)
-    squares = np.cumsum(centred * centred)
-    offset = float(sums[-1]) / count
-    mean = reference + offset
-    std = math.sqrt(max(float(squares[-1]) / count - offset * offset, 0.0))
+    count = errors.size
+    mean = float(errors.mean())
+    centred = errors - mean
+    total_square = float(centred @ centred)
+    std = math.sqrt(total_square / count)
     if count < 2 or mean <= 0.0 or std <= _FLAT_STD * max(1.0, abs(mean)):
-        return mean + params.z_max * std, ordered
+        return mean + params.z_max * std
     epsilons = mean + z_grid * std
-    n_below = np.searchsorted(ordered, epsilons, side="right")
-    n_above = count - n_below
-    # Where nothing is at or below an epsilon these are meaningless; such z are not eligible.
-    last = np.maximum(n_below - 1, 0)
+    tail = np.flatnonzero(errors > epsilons[0])
+    if tail.size == 0:
+        return mean + params.z_max * std
+    ordered = np.sort(centred[tail])
+    sums = np.concatenate(([0.0], np.cumsum(ordered)))
+    squares = np.concatenate(([0.0], np.cumsum(ordered * ordered)))
+    split = np.searchsorted(ordered, z_grid * std, side="right")  # tail values at or below each epsilon
+    n_above = tail.size - split
+    n_below = count - n_above
     kept = np.maximum(n_below, 1)
-    shift = sums[last] / kept
-    std_below = np.sqrt(np.maximum(squares[last] / kept - shift * shift, 0.0))
-    gain = (mean - reference - shift) / mean + (std - std_below) / std
-    runs = _runs_above(errors, epsilons, oldest)
+    # The centred sums over the whole buffer are 0 and total_square; subtract the part above.
+    shift = -(sums[-1] - sums[split]) / kept
+    spread = (total_square - (squares[-1] - squares[split])) / kept - shift * shift
+    std_below = np.sqrt(np.maximum(spread, 0.0))
+    gain = -shift / mean + (std - std_below) / std
+    runs = _runs_above(errors, epsilons, oldest, tail)
     eligible = ((n_above > 0) & (n_below > 0) & (runs <= params.max_sequences)
                 & (n_above < params.max_anomalous_fraction * count))
     score = np.where(eligible, gain / np.maximum(n_above + runs * runs, 1), -np.inf)
     top = float(score.max())
     if not math.isfinite(top) or top < 0.0:
-        return mean + params.z_max * std, ordered
+        return mean + params.z_max * std
     # Ties go to the larger z, as in the reference implementation's ascending ">=" scan.
     best = int(np.flatnonzero(score == top)[-1])
-    return float(epsilons[best]), ordered
+    return float(epsilons[best])
 
 
-def _runs_above(errors: np.ndarray, epsilons: np.ndarray, oldest: int = 0) -> np.ndarray:
+def _runs_above(errors: np.ndarray, epsilons: np.ndarray, oldest: int = 0,
+                starts: np.ndarray | None = None) -> np.ndarray:
     """Number of contiguous runs of ``errors > eps`` in time order, for every (ascending) eps.
 
     ``errors`` is a ring whose oldest element is at ``oldest``: the element
     before index ``i`` in time is ``errors[i - 1]`` (index -1 wraps, as the
     ring does), except for the oldest, which nothing precedes. A run starts at
     ``i`` when ``errors[i] > eps >= errors[i - 1]``. Only errors above the
-    lowest eps can start a run, usually the buffer's thin tail, so the
-    [grid x candidates] comparison stays small.
+    lowest eps can start a run, usually the buffer's thin tail (``starts``,
+    when the caller has them), so the [grid x candidates] comparison stays small.
     """
-    starts = np.flatnonzero(errors > epsilons[0])
+    if starts is None:
+        starts = np.flatnonzero(errors > epsilons[0])
     if starts.size == 0:
         return np.zeros(epsilons.size, dtype=np.int64)
     values = errors[starts]

@@ -77,9 +77,11 @@ class SensorHealthMonitor:
 
     def reset(self) -> None:
         """Forget the pending samples and any open fault without emitting (a fresh start)."""
-        self._values = np.empty((0, len(self.features)), dtype=np.float64)
-        self._rows = np.empty(0, dtype=np.int64)
-        self._times: np.ndarray | None = np.empty(0, dtype=np.float64)
+        # The chunk being filled: its samples so far, and where and when it began.
+        self._pending = np.empty((self.settings.check_samples, len(self.features)), dtype=np.float64)
+        self._pending_count = 0
+        self._pending_row = 0
+        self._pending_time: float | None = None
         self._next_row = 0
         for track in self._all_tracks():
             track.event, track.last_true = None, -1
@@ -94,12 +96,12 @@ class SensorHealthMonitor:
         Invalid rows (``block.valid``) are not judged and count as missing,
         with the ``gap_before`` samples, towards a dropout.
         """
-        values = np.asarray(block.values, dtype=np.float64)
+        values = np.asarray(block.values)
         missing = int(block.gap_before)
         if block.valid is not None:
             invalid = ~np.asarray(block.valid, dtype=bool)
             if invalid.any():
-                values = values.copy()
+                values = values.astype(np.float64)  # a copy: the block stays as the source made it
                 values[invalid] = np.nan
                 missing += int(invalid.sum())
         return self.update(values, block.timestamps, first_row=first_row, missing=missing)
@@ -111,7 +113,7 @@ class SensorHealthMonitor:
         ``first_row``: the stream row of ``values[0]`` (default: right after the
         previous update); ``missing``: samples lost before or inside this block.
         """
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)  # float32 from sources: cast to float64 where it is copied anyway
         if values.ndim != 2 or values.shape[1] != len(self.features):
             raise ValueError(f"expected [k, {len(self.features)}] values, got shape {values.shape}")
         first = self._next_row if first_row is None else int(first_row)
@@ -120,7 +122,8 @@ class SensorHealthMonitor:
         out = self._dropout.feed(self._dropout_spans(first, missing, timestamps), first + k - 1)
         if k:
             out += self._check_chunks(values, first, timestamps)
-        out.sort(key=lambda pair: pair[0])  # stable: an open precedes a close at the same row
+        if len(out) > 1:
+            out.sort(key=lambda pair: pair[0])  # stable: an open precedes a close at the same row
         for _, ev in out:
             if ev.phase is EventPhase.OPEN:
                 self.opened[ev.fault.value] += 1
@@ -154,33 +157,56 @@ class SensorHealthMonitor:
 
     def _check_chunks(self, values: np.ndarray, first: int,
                       timestamps: np.ndarray | None) -> list[tuple[int, SensorFaultEvent]]:
-        """Append to the pending samples; judge the chunks that are complete."""
-        rows = np.arange(first, first + values.shape[0], dtype=np.int64)
-        self._values = np.concatenate((self._values, values))
-        self._rows = np.concatenate((self._rows, rows))
-        if timestamps is None or self._times is None:
-            self._times = None
-        else:
-            self._times = np.concatenate((self._times, np.asarray(timestamps, dtype=np.float64)))
-        width = self.settings.check_samples
-        chunks = len(self._rows) // width
-        if chunks == 0:
-            return []
-        used = chunks * width
-        block = self._values[:used].reshape(chunks, width, -1)
-        chunk_rows = self._rows[:used].reshape(chunks, width)
-        times = None if self._times is None else self._times[:used].reshape(chunks, width)
-        self._values, self._rows = self._values[used:], self._rows[used:]
-        if self._times is not None:
-            self._times = self._times[used:]
+        """Complete the pending chunk, judge every chunk that is complete, keep the rest pending.
+
+        Only a chunk's first and last row and time are kept: the rows of a
+        chunk that spans blocks may have a gap between them, which is fine (a
+        dropout is its own fault).
+        """
+        width, k = self.settings.check_samples, values.shape[0]
+        stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        pos = 0
+        if self._pending_count:
+            pos = min(width - self._pending_count, k)
+            self._pending[self._pending_count:self._pending_count + pos] = values[:pos]
+            self._pending_count += pos
+            if self._pending_count == width:
+                last_time = None if stamps is None or self._pending_time is None else stamps[pos - 1:pos]
+                first_time = None if last_time is None else np.array([self._pending_time])
+                parts.append((self._pending[None].copy(), np.array([self._pending_row]),
+                              np.array([first + pos - 1]), first_time, last_time))
+                self._pending_count = 0
+        chunks = (k - pos) // width
+        if chunks:
+            starts = pos + width * np.arange(chunks)
+            bulk = values[pos:pos + chunks * width].astype(np.float64).reshape(chunks, width, -1)
+            parts.append((bulk, first + starts,
+                          first + starts + width - 1, None if stamps is None else stamps[starts],
+                          None if stamps is None else stamps[starts + width - 1]))
+            pos += chunks * width
+        if pos < k:  # the rest starts a new pending chunk
+            self._pending[:k - pos] = values[pos:]
+            self._pending_count = k - pos
+            self._pending_row = first + pos
+            self._pending_time = None if stamps is None else float(stamps[pos])
         out: list[tuple[int, SensorFaultEvent]] = []
-        end_row = int(chunk_rows[-1, -1])
-        for fault, checked in self._limits.check(block).items():
+        for part in parts:
+            out += self._judge(*part)
+        return out
+
+    def _judge(self, chunks: np.ndarray, first_rows: np.ndarray, last_rows: np.ndarray,
+               first_times: np.ndarray | None, last_times: np.ndarray | None) -> list[tuple[int, SensorFaultEvent]]:
+        out: list[tuple[int, SensorFaultEvent]] = []
+        end_row = int(last_rows[-1])
+        for fault, checked in self._limits.check(chunks).items():
             active = np.zeros(len(self.features), bool) if checked is None else np.asarray(checked.flags.any(axis=0))
             for i in range(len(self.features)):
                 track = self._tracks[(fault, i)]
                 if active[i] or track.event is not None:
-                    spans = checked.spans(i, chunk_rows, times) if checked is not None and active[i] else None
+                    spans = None
+                    if checked is not None and active[i]:
+                        spans = checked.spans(i, first_rows, last_rows, first_times, last_times)
                     out += track.feed(spans, end_row)
         return out
 
@@ -195,11 +221,12 @@ class _Checked:
     severity: np.ndarray
     limits: np.ndarray
 
-    def spans(self, feature: int, rows: np.ndarray, times: np.ndarray | None) -> Spans:
+    def spans(self, feature: int, first_rows: np.ndarray, last_rows: np.ndarray, first_times: np.ndarray | None,
+              last_times: np.ndarray | None) -> Spans:
         idx = np.flatnonzero(self.flags[:, feature])
-        return Spans(rows[idx, 0], rows[idx, -1], None if times is None else times[idx, 0],
-                      None if times is None else times[idx, -1], self.counts[idx, feature],
-                      self.values[idx, feature], self.severity[idx, feature], self.limits[idx, feature])
+        return Spans(first_rows[idx], last_rows[idx], None if first_times is None else first_times[idx],
+                     None if last_times is None else last_times[idx], self.counts[idx, feature],
+                     self.values[idx, feature], self.severity[idx, feature], self.limits[idx, feature])
 
 
 class _FeatureLimits:

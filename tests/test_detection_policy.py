@@ -63,6 +63,8 @@ def test_dynamic_threshold_and_sensor_health_defaults() -> None:
     health = recommended_sensor_health(128, 16, 100.0)
     assert (health.check_samples, health.hold_samples, health.dropout_min_missing) == (128, 256, 16)
     assert recommended_sensor_health(4, 1).check_samples == policy.MIN_CHECK_SAMPLES
+    # 250 Hz, window 64: two window lengths are 128 samples, less than 2 s = 500 samples.
+    assert recommended_sensor_health(64, 4, 250.0).hold_samples == 500
 
 
 @pytest.mark.parametrize("args", [(0, 1, None), (16, 0, None), (16, 4, -1.0), (16, 4, float("nan"))])

@@ -55,8 +55,10 @@ REFIT_EVERY = 64
 
 #: Sensor health: checks judge chunks of this many window lengths of samples ...
 CHECK_WINDOW_LENGTHS = 1.0
-#: ... and a fault closes after this many window lengths without it.
+#: ... and a fault closes after this many window lengths without it (and at least MIN_HOLD_SECONDS:
+#: intermittent glitches a few hundred samples apart are one fault, not a burst of them).
 HOLD_WINDOW_LENGTHS = 2.0
+MIN_HOLD_SECONDS = 2.0
 MIN_CHECK_SAMPLES = 16
 
 
@@ -99,12 +101,14 @@ def recommended_dynamic_threshold(window: int, hop: int, rate_hz: float | None =
 
 
 def recommended_sensor_health(window: int, hop: int, rate_hz: float | None = None) -> SensorHealthSettings:
-    """Checks on chunks of one window length of samples; a fault closes after two without it.
+    """Checks on chunks of one window length of samples; a fault closes after two (and >= 2 s) without it.
 
     A dropout is a gap of at least one hop: a lost sample restarts the window
     buffer, and losing a hop's worth loses a scored window.
     """
     window, hop = _check_geometry(window, hop, rate_hz)
+    hold = max(1, round(HOLD_WINDOW_LENGTHS * window))
+    if rate_hz is not None:
+        hold = max(hold, math.ceil(MIN_HOLD_SECONDS * rate_hz))
     return SensorHealthSettings(check_samples=max(MIN_CHECK_SAMPLES, round(CHECK_WINDOW_LENGTHS * window)),
-                                hold_samples=max(1, round(HOLD_WINDOW_LENGTHS * window)),
-                                dropout_min_missing=hop)
+                                hold_samples=hold, dropout_min_missing=hop)

@@ -211,8 +211,13 @@ def _read_entries(data: bytes, source: str) -> dict[str, bytes]:
         # A truncated file loses the zip directory at its end; a flipped byte
         # inside an entry fails the entry's CRC-32.
         raise VigilInputError(f"truncated or damaged bundle ({exc})", file=source) from None
-    except (EOFError, OSError, ValueError) as exc:
-        raise VigilInputError(f"truncated or damaged bundle ({exc})", file=source) from None
+    except VigilInputError:
+        raise
+    except Exception as exc:
+        # zipfile raises many kinds on hostile headers (NotImplementedError for
+        # unknown flag bits, RuntimeError for "encrypted", struct.error, EOFError):
+        # whichever it is, the archive is damaged.
+        raise VigilInputError(f"truncated or damaged bundle ({type(exc).__name__}: {exc})", file=source) from None
 
 
 def _check_entry_before_reading(info: zipfile.ZipInfo, source: str) -> None:

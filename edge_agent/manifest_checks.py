@@ -89,7 +89,7 @@ def check_manifest(manifest: Any) -> None:
     _int(manifest, "hop", 1, window)
     _scaler(_object(manifest, "scaler"), len(features))
     score = _object(manifest, "score")
-    if _member(score, "function", "score.function") not in {f.value for f in ScoreFunction}:
+    if _member(score, "function", "score.function") not in [f.value for f in ScoreFunction]:
         raise ManifestError("score.function", f"must be one of {', '.join(f.value for f in ScoreFunction)}")
     _weights(score.get("weights"), len(features))
     threshold = _object(manifest, "threshold")

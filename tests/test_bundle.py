@@ -205,6 +205,8 @@ NONSENSE = [
     ("score.weights", "1,3", "score.weights"),
     ("score.weights", [1.0, float("inf")], "score.weights[1]"),
     ("score.function", "rmse", "score.function"),
+    ("score.function", ["mse"], "score.function"),  # unhashable: found by benchmarks/chaos.py's fuzzer
+    ("scaler.kind", {"minmax": 1}, "scaler.kind"),
     ("features", "a,b", "features"),
     ("features", ["a", "a"], "features"),
     ("model_id", 12, "model_id"),
@@ -403,3 +405,12 @@ def test_real_converted_bundle_signed_still_scores(tiny_bundle_3f: Path, tmp_pat
     bundle = load_bundle(path, trusted_keys=[key.public_key])
     assert bundle.manifest_bytes == _entries(tiny_bundle_3f.read_bytes())[MANIFEST_ENTRY]
     Scorer(bundle)
+
+
+@pytest.mark.parametrize("flag", [0x01, 0x20], ids=["encrypted", "compressed-patched"])
+def test_hostile_zip_header_flags_are_a_damaged_bundle(flag: int, tmp_path: Path) -> None:
+    # Found by the chaos fuzzer: zipfile raises RuntimeError / NotImplementedError on these bits.
+    data = bytearray(pack_bundle(_manifest(MODEL), MODEL))
+    central = data.index(b"PK\x01\x02")  # the first entry's central directory record
+    data[central + 8] |= flag
+    assert "truncated or damaged bundle" in _refusal(bytes(data), tmp_path)

@@ -17,14 +17,15 @@ Streaming adaptation (what differs from the batch algorithm, and why):
 - The buffer is a ring of the last ``buffer_windows`` smoothed window errors
   (bounded memory). The threshold is refitted every ``refit_every`` windows
   from the buffer as it is then (amortised cost: a few passes over the buffer
-  and a sort of its tail, whatever the grid size). Every decision uses only past and present
-  errors.
+  and a sort of its tail, whatever the grid size). Every decision uses only
+  past and present errors.
 - Pruning (the paper's minimum percent decrease ``p``): the batch version keeps
   an anomalous sequence only if its peak exceeds the next lower peak (down to
   the largest non-anomalous error) by the fraction ``p``. Causally, a run of
   windows above the threshold becomes anomalous once its running peak ``P``
   satisfies ``(P - max_normal) / P >= prune_fraction``, where ``max_normal`` is
-  the largest buffered error at or below the threshold. Until then the run is
+  the largest buffered error at or below the threshold (recomputed at each
+  refit, raised by new normal errors in between). Until then the run is
   normal; once confirmed, the rest of the run is anomalous.
 - The trained static threshold is a floor: ``threshold = max(epsilon, floor)``,
   so a quiet buffer cannot make the device hypersensitive. During warm-up

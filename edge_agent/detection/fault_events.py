@@ -28,10 +28,13 @@ class SensorFault(str, Enum):
 class SensorFaultEvent:
     """One fault of one feature; emitted once when it opens and once when it closes.
 
-    ``value``: the worst reading of the check (lowest window std for a
-    flatline, highest share at a bound for clipping, the reading farthest out
-    for out of range, most samples lost at once for a dropout) and ``limit``
-    the limit it crossed. ``sample_count``: samples (blocks for a dropout) with the fault.
+    ``value``: the worst reading of the check (lowest chunk std for a
+    flatline, highest share of a chunk at a bound for clipping, the reading
+    farthest out for out of range, most samples lost at once for a dropout)
+    and ``limit`` the limit it crossed. ``sample_count``: samples with the
+    fault (flatline: the flat chunks' samples; clipping: samples at a bound;
+    out of range: samples out of range; dropout: samples lost). ``close_reason`` (closes only): ``normal`` when the fault cleared,
+    else why it was closed (``agent_stopped``, ``end_of_stream``, ...).
     """
 
     event_id: str

@@ -119,8 +119,8 @@ class AgentConfig:
             return []
         b = self.bundle
         rate = f"{b.sampling_rate_hz:g} Hz" if b.sampling_rate_hz else "rate unknown"
-        return [f"bundle: model {b.model_id}, features {', '.join(b.features)}, {rate}, window {b.spec.window}, "
-                f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}"]
+        return [(f"bundle: model {b.model_id}, features {', '.join(b.features)}, {rate}, window {b.spec.window}, "
+                 f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}")]
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -322,9 +322,8 @@ def render_key_tables() -> str:
         if section == "source":
             continue
         lines += [f"### [{section}]", "", *_table(section, SCHEMA[section]), ""]
-    lines += ["### [source]", "",
-              f"`kind` (**required**) picks the driver: {', '.join(f'`{k}`' for k in KINDS)}; the other keys "
-              "depend on it.", ""]
+    kinds = ", ".join(f"`{k}`" for k in KINDS)
+    lines += ["### [source]", "", f"`kind` (**required**) picks the driver: {kinds}; the other keys depend on it.", ""]
     for kind in KINDS:
         lines += [f"#### kind = \"{kind}\"", "", *_table("source", SOURCE_SCHEMA[kind]), ""]
     lines.append(README_END)

@@ -228,7 +228,7 @@ class SyntheticOptions(_SourceOptions):
     block_rows: int
 
 
-SourceOptions = Union[ReplayOptions, StdinOptions, SerialOptions, Adxl345Options, Mpu6050Options, SyntheticOptions]
+SourceOptions = Union[ReplayOptions, StdinOptions, SerialOptions, Adxl345Options, Mpu6050Options, SyntheticOptions]  # noqa: UP007 (a runtime alias on Python 3.10)
 SOURCE_OPTION_CLASSES: dict[str, type[Any]] = {
     "replay": ReplayOptions, "stdin": StdinOptions, "serial": SerialOptions, "adxl345": Adxl345Options,
     "mpu6050": Mpu6050Options, "synthetic": SyntheticOptions,

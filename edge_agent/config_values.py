@@ -60,7 +60,7 @@ def check_value(spec: Key, value: Any, dotted: str, base_dir: Path | None = None
     raise AssertionError(f"unknown value kind {kind!r} for {dotted}")  # a schema typo, not user input
 
 
-def _number(value: Any, integer: bool, dotted: str) -> int | float:
+def _number(value: Any, integer: bool, dotted: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise fail(dotted, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
     if isinstance(value, float) and math.isnan(value):
@@ -68,7 +68,7 @@ def _number(value: Any, integer: bool, dotted: str) -> int | float:
     return int(value) if integer else float(value)
 
 
-def _check_bounds(spec: Key, number: int | float, dotted: str) -> int | float:
+def _check_bounds(spec: Key, number: float, dotted: str) -> float:
     _check_choices(spec, number, dotted)
     low_bad = spec.low is not None and (number < spec.low or (spec.low_open and number == spec.low))
     if low_bad or (spec.high is not None and number > spec.high):

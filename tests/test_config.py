@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edge_agent import launcher
 from edge_agent.config import load_config, mqtt_settings, render_config
 from edge_agent.config_schema import SCHEMA, SOURCE_SCHEMA, readme_with_key_tables

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edge_agent.bundle import load_bundle, pack_bundle, sha256_hex
 from edge_agent.config import load_config
 from edge_agent.config_runtime import interpreter_advice
@@ -68,7 +69,7 @@ def test_missing_interpreter_is_one_line_naming_the_package(tmp_path: Path, tiny
     path = write_config(tmp_path, tiny_bundle_3f)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", BLOCK_INTERPRETERS, "check-config", str(path)],
-                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
     assert result.stdout == "" and result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     import platform

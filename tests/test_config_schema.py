@@ -9,11 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
+
 from edge_agent import config_schema
 from edge_agent.config import load_config, render_config
 from edge_agent.config_schema import SCHEMA, SOURCE_SCHEMA
-from edge_agent.config_sections import SECTION_CLASSES, SOURCE_OPTION_CLASSES, QualitySection, ReplayOptions, \
-    build_section
+from edge_agent.config_sections import (
+    SECTION_CLASSES,
+    SOURCE_OPTION_CLASSES,
+    QualitySection,
+    ReplayOptions,
+    build_section,
+)
 from edge_agent.config_values import parse_table
 from edge_agent.errors import VigilInputError
 from edge_agent.mqtt import constants

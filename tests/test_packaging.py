@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import VigilInputError
-from vigil.packaging import build_wheel, rewrite_bundle_path
 from tests.test_agent_service import vigil
 from tests.test_config_checks import repack
+from vigil.packaging import build_wheel, rewrite_bundle_path
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "firmware_configs" / "profiles"
@@ -57,7 +57,7 @@ def test_package_contains_wheel_bundle_config_unit_and_install_script(tmp_path: 
     assert config["source"]["kind"] == "adxl345" and config["device"]["id"] == "pi4-pump-01"
     script = files["install.sh"].decode()
     assert mode & 0o111 and not re.search(r"@[A-Z_]+@", script)  # every placeholder filled
-    assert f"[edge]" in script and wheels[0] in script and tiny_bundle_3f.name in script
+    assert "[edge]" in script and wheels[0] in script and tiny_bundle_3f.name in script
     (tmp_path / "install.sh").write_text(script)
     syntax = subprocess.run(["sh", "-n", str(tmp_path / "install.sh")], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_agent.config_schema import KINDS
 from edge_agent.config_sections import (
     Adxl345Options,
     Mpu6050Options,
@@ -28,7 +29,6 @@ from edge_agent.config_sections import (
     SyntheticOptions,
     build_source_options,
 )
-from edge_agent.config_schema import KINDS
 from edge_agent.config_values import parse_source
 from edge_agent.errors import VigilInputError
 from edge_agent.sources import i2c_adxl345, i2c_mpu6050

@@ -47,13 +47,19 @@ def _json_lines(text: str) -> list[Payload]:
 
 def jsonl_rig(tmp_path: Path) -> SinkRig:
     path = tmp_path / "out" / "alerts.jsonl"
-    lines = lambda: _json_lines(path.read_text()) if path.exists() else []  # noqa: E731 (read from disk, another handle)
+
+    def lines() -> list[Payload]:  # read from disk through another handle
+        return _json_lines(path.read_text()) if path.exists() else []
+
     return SinkRig("jsonl", JsonlSink(path), lines, lines, lambda s: int(s["alerts_written"]))
 
 
 def stdout_rig(tmp_path: Path) -> SinkRig:
     stream = io.StringIO()
-    lines = lambda: _json_lines(stream.getvalue())  # noqa: E731
+
+    def lines() -> list[Payload]:
+        return _json_lines(stream.getvalue())
+
     return SinkRig("stdout", StdoutSink(stream, as_json=True), lines, lines, lambda s: int(s["alerts_written"]))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import MosquittoBroker, broker  # noqa: F401 (fixture)
+from tests.broker import MosquittoBroker, require_mosquitto
 from tests.contracts import sink_rigs
 from tests.contracts.sink_checks import SINK_CHECKS
 from tests.contracts.sink_rigs import SinkRig
@@ -38,10 +38,17 @@ def test_local_sink_contract(check: Callable[[SinkRig], None], local_rig: SinkRi
     check(local_rig)
 
 
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    require_mosquitto()
+    with MosquittoBroker(tmp_path / "mosquitto") as started:
+        yield started
+
+
 @pytest.mark.broker
 @pytest.mark.parametrize("check", SINK_CHECKS, ids=IDS)
-def test_mqtt_sink_contract(check: Callable[[SinkRig], None], broker: MosquittoBroker, tmp_path: Path) -> None:
-    rig = sink_rigs.mqtt_rig(tmp_path, broker)
+def test_mqtt_sink_contract(check: Callable[[SinkRig], None], mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    rig = sink_rigs.mqtt_rig(tmp_path, mosquitto)
     try:
         check(rig)
     finally:

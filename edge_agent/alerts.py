@@ -1,10 +1,12 @@
-"""From window scores to alert events: k-of-n to open, m normal to close.
+"""From window decisions to alert events: k-of-n to open, m normal to close.
 
-A window is anomalous when its (optionally smoothed) score exceeds
-``threshold * sensitivity``. An event opens when ``k`` of the last ``n``
-windows are anomalous and closes after ``m`` consecutive normal windows; after
-a close, no new event opens for ``cooldown`` windows. ``vigil score`` and the
-agent both run this class, so offline and on-device events are the same.
+A window is anomalous when its (smoothed) score exceeds the threshold in force
+(the bundle's static threshold, or the dynamic threshold above it, times
+``sensitivity``); the caller decides and passes the verdict in. An event opens
+when ``k`` of the last ``n`` windows are anomalous and closes after ``m``
+consecutive normal windows; after a close, no new event opens for ``cooldown``
+windows. The streaming pipeline (:mod:`edge_agent.pipeline`) runs this class
+for the agent, ``vigil score`` and ``vigil evaluate`` alike.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ import numpy as np
 class EventPhase(str, Enum):
     OPEN = "open"
     CLOSE = "close"
+
+
+class CloseReason(str, Enum):
+    """Why an event closed: a cleared fault is ``normal``; the others are not clearances."""
+
+    NORMAL = "normal"  # m consecutive normal windows
+    AGENT_STOPPED = "agent_stopped"  # SIGTERM / clean stop while the event was open
+    AGENT_RESTARTED = "agent_restarted"  # closed by the next start after a crash or kill -9
+    END_OF_STREAM = "end_of_stream"  # a replayed file (or stdin) ended
+    MODEL_CHANGED = "model_changed"  # a new bundle took over
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class AlertEvent:
     threshold: float
     window_count: int
     feature_errors: np.ndarray = field(repr=False)
+    close_reason: CloseReason | None = None
 
     def top_features(self, names: list[str], top: int = 3) -> list[dict[str, float | str]]:
         """Features that contributed most, with their share of the error."""
@@ -73,6 +86,7 @@ class EventDetector:
         self._normal_run = 0
         self._cooldown_left = 0
         self._sum = 0.0
+        self._threshold_now = self.limit
 
     @property
     def open_event(self) -> AlertEvent | None:
@@ -82,10 +96,22 @@ class EventDetector:
         return bool(score > self.limit)
 
     def update(
-        self, row: int, time: float | None, score: float, feature_errors: np.ndarray
+        self,
+        row: int,
+        time: float | None,
+        score: float,
+        feature_errors: np.ndarray,
+        anomalous: bool | None = None,
+        threshold: float | None = None,
     ) -> AlertEvent | None:
-        """Account for one window ending at ``row``; return an event change or None."""
-        anomalous = self.is_anomalous(score)
+        """Account for one window ending at ``row``; return an event change or None.
+
+        ``anomalous`` / ``threshold``: the verdict and the threshold in force
+        when a dynamic threshold decides; by default the static ``limit``.
+        """
+        if anomalous is None:
+            anomalous = self.is_anomalous(score)
+        self._threshold_now = self.limit if threshold is None else float(threshold)
         self._recent.append(anomalous)
         if self._event is not None:
             return self._continue(row, time, score, feature_errors, anomalous)
@@ -106,7 +132,7 @@ class EventDetector:
             end_time=time,
             peak_score=float(score),
             mean_score=float(score),
-            threshold=self.limit,
+            threshold=self._threshold_now,
             window_count=1,
             feature_errors=np.array(errors, dtype=np.float64),
         )
@@ -132,10 +158,10 @@ class EventDetector:
         self._normal_run += 1
         if self._normal_run < self.policy.m:
             return None
-        return self.close()
+        return self.close(CloseReason.NORMAL)
 
-    def close(self) -> AlertEvent | None:
-        """Close the open event (also used at end of stream / shutdown)."""
+    def close(self, reason: CloseReason = CloseReason.NORMAL) -> AlertEvent | None:
+        """Close the open event (also used at end of stream / shutdown, with that reason)."""
         ev = self._event
         if ev is None:
             return None
@@ -145,6 +171,7 @@ class EventDetector:
         self._recent.clear()
         closed = _snapshot(ev)
         closed.phase = EventPhase.CLOSE
+        closed.close_reason = reason
         return closed
 
 

@@ -39,59 +39,51 @@ class LatencyRing:
 
 
 class HealthTracker:
-    """What the agent counts while it runs; :meth:`payload` renders one health message."""
+    """What the agent counts around the pipeline; :meth:`payload` renders one health message."""
 
     def __init__(self, device_id: str, model_id: str) -> None:
         self.device_id = device_id
         self.model_id = model_id
         self.started = time.monotonic()
-        self.samples = 0
-        self.windows_scored = 0
         self.alerts_published = 0
-        self.events_opened = 0
-        self.sink_errors = 0
-        self.latency = LatencyRing()
+        self.restarted_with_open_events = 0  # events a killed previous run left open (closed at start)
         self._rate_mark = (self.started, 0)
 
-    def add_samples(self, n: int) -> None:
-        self.samples += n
-
-    def add_window(self, seconds: float) -> None:
-        self.windows_scored += 1
-        self.latency.add(seconds)
-
-    def samples_per_s(self, now: float) -> float:
+    def samples_per_s(self, samples: int, now: float) -> float:
         """Rate achieved since the previous health message (or since start)."""
         mark_time, mark_samples = self._rate_mark
         elapsed = now - mark_time
-        rate = (self.samples - mark_samples) / elapsed if elapsed > 0 else 0.0
-        self._rate_mark = (now, self.samples)
+        rate = (samples - mark_samples) / elapsed if elapsed > 0 else 0.0
+        self._rate_mark = (now, samples)
         return round(rate, 2)
 
     def payload(
         self,
         *,
         source: dict[str, int],
-        quality: dict[str, int],
+        pipeline: dict[str, Any],
         sink: dict[str, int],
         event_open: bool,
         now: float | None = None,
     ) -> dict[str, Any]:
         now = time.monotonic() if now is None else now
-        return {
+        quality: dict[str, int] = pipeline.get("quality", {})
+        samples = int(pipeline.get("samples", 0))
+        out: dict[str, Any] = {
             "schema": HEALTH_SCHEMA,
             "device_id": self.device_id,
             "model_id": self.model_id,
             "time": iso_time(time.time()),
             "uptime_s": round(now - self.started, 3),
-            "samples_per_s": self.samples_per_s(now),
-            "samples": self.samples,
-            "windows_scored": self.windows_scored,
+            "samples_per_s": self.samples_per_s(samples, now),
+            "samples": samples,
+            "windows_scored": int(pipeline.get("windows_scored", 0)),
             "window_resets": int(quality.get("window_resets", 0)),
-            "scoring_latency_ms": self.latency.percentiles_ms(),
+            "scoring_latency_ms": pipeline.get("scoring_latency_ms", {"p50": None, "p99": None}),
             "alerts_published": self.alerts_published,
-            "events_opened": self.events_opened,
+            "events_opened": int(pipeline.get("events_opened", 0)),
             "event_open": event_open,
+            "restarted_with_open_events": self.restarted_with_open_events,
             "spool_depth": int(sink.get("spool_depth", 0)),
             "spool_dropped": int(sink.get("spool_dropped", sink.get("dropped", 0))),
             # SampleQuality sees every sample, including the rows the source
@@ -100,7 +92,11 @@ class HealthTracker:
             "bad_samples": int(quality.get("bad_samples", 0)),
             "gaps": int(quality.get("gaps", 0)),
             "sensor_errors": int(source.get("read_errors", 0)),
+            "threshold": pipeline.get("threshold", {}),
             "source": dict(source),
             "quality": dict(quality),
             "sink": dict(sink),
         }
+        if "sensor_health" in pipeline:
+            out["sensor_health"] = pipeline["sensor_health"]
+        return out

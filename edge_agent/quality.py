@@ -6,11 +6,11 @@ into its :class:`~edge_agent.core.windowing.WindowBuffer`, split into *runs*:
 
 .. code-block:: python
 
-    for run in quality.clean(block):
+    for run in quality.clean(block, first_row):
         if run.reset_before:
             buffer.reset()
         for i, window in buffer.push_many(run.values):
-            score(window, time=run.timestamps[i])
+            score(window, row=run.rows[i], time=run.timestamps[i])
 
 A sample is **bad** when any value is NaN/inf, outside ``valid_range`` (inclusive
 ``(lo, hi)``, same for every feature; None = no range check), or the source
@@ -54,6 +54,7 @@ class CleanRun:
     values: np.ndarray      # float32 [k, features]
     timestamps: np.ndarray  # float64 [k]
     reset_before: bool
+    rows: np.ndarray        # int64 [k]: each kept sample's row (stream position), dropped rows skipped
 
 
 class SampleQuality:
@@ -83,8 +84,13 @@ class SampleQuality:
                 "dropped_samples": self.dropped_samples, "gaps": self.gaps,
                 "window_resets": self.window_resets}
 
-    def clean(self, block: SampleBlock) -> list[CleanRun]:
-        """Runs of rows to push; usually exactly one, the block itself."""
+    def clean(self, block: SampleBlock, first_row: int = 0) -> list[CleanRun]:
+        """Runs of rows to push; usually exactly one, the block itself.
+
+        ``first_row`` is the stream row of the block's first sample; each run
+        carries the rows of the samples it kept, so nothing downstream has to
+        map timestamps back to rows.
+        """
         k = len(block)
         if k == 0:
             return []
@@ -103,7 +109,8 @@ class SampleQuality:
         reset = gap_at | np.concatenate([[self._reset_pending], bad_rows[:-1]])
         self._reset_pending = bool(bad_rows[-1])
         self.dropped_samples += int(bad_rows.sum())
-        runs = self._runs(values, stamps, ~bad_rows, reset)
+        rows = np.arange(first_row, first_row + k, dtype=np.int64)
+        runs = self._runs(values, stamps, rows, ~bad_rows, reset)
         self.window_resets += sum(run.reset_before for run in runs)
         return runs
 
@@ -143,9 +150,10 @@ class SampleQuality:
         return filled, unrepaired
 
     @staticmethod
-    def _runs(values: np.ndarray, stamps: np.ndarray, keep: np.ndarray, reset: np.ndarray) -> list[CleanRun]:
+    def _runs(values: np.ndarray, stamps: np.ndarray, rows: np.ndarray, keep: np.ndarray,
+              reset: np.ndarray) -> list[CleanRun]:
         if keep.all() and not reset[1:].any():  # the common case: the block as it is
-            return [CleanRun(values, stamps, bool(reset[0]))]
+            return [CleanRun(values, stamps, bool(reset[0]), rows)]
         kept = np.flatnonzero(keep)
         if kept.size == 0:
             return []
@@ -156,5 +164,5 @@ class SampleQuality:
         flags = (resets_so_far[kept] - before) > 0
         starts = np.union1d([0], np.flatnonzero(flags))
         ends = np.append(starts[1:], kept.size)
-        return [CleanRun(values[kept[a:b]], stamps[kept[a:b]], bool(flags[a])) for a, b in zip(starts, ends)]
-
+        return [CleanRun(values[kept[a:b]], stamps[kept[a:b]], bool(flags[a]), rows[kept[a:b]])
+                for a, b in zip(starts, ends)]

@@ -101,8 +101,14 @@ def load_table(
     rows: tuple[int | None, int | None] | None = None,
     timestamp_column: str | None = None,
     min_rows: int = 1,
+    allow_nonfinite: bool = False,
 ) -> Table:
-    """Read ``path`` (by extension) and return the selected rows and feature columns."""
+    """Read ``path`` (by extension) and return the selected rows and feature columns.
+
+    NaN/inf feature values are refused (one line naming the row) unless
+    ``allow_nonfinite``: a replay feeds them to the agent's sample-quality step,
+    which skips or holds them exactly as it does for a live sensor.
+    """
     path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
@@ -112,10 +118,11 @@ def load_table(
     if not path.is_file():
         raise VigilInputError("file not found", file=source)
     if suffix in (".csv", ".txt"):
-        table = _read_text(path, "," if suffix == ".csv" else None, columns, rows, timestamp_column)
+        table = _read_text(path, "," if suffix == ".csv" else None, columns, rows, timestamp_column,
+                           allow_nonfinite)
     else:
         names, data, rate = _read_npy(path) if suffix == ".npy" else _read_wav(path)
-        table = _table_from_array(source, names, data, rate, columns, rows, timestamp_column)
+        table = _table_from_array(source, names, data, rate, columns, rows, timestamp_column, allow_nonfinite)
     if table.n_rows < min_rows:
         raise VigilInputError(f"has {table.n_rows} data rows (after the rows selection); "
                               f"needs at least {min_rows} rows for one window", file=source)
@@ -198,7 +205,8 @@ def _where(row: int, line: int | None = None) -> str:
 
 
 def _read_text(path: Path, delimiter: str | None, columns: list[str] | None,
-               rows: tuple[int | None, int | None] | None, timestamp_column: str | None) -> Table:
+               rows: tuple[int | None, int | None] | None, timestamp_column: str | None,
+               allow_nonfinite: bool = False) -> Table:
     source = str(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -226,7 +234,8 @@ def _read_text(path: Path, delimiter: str | None, columns: list[str] | None,
     indices = _feature_indices(names, columns, ts_name, source)
     values = np.empty((len(cells), len(indices)), dtype=np.float64)
     for j, index in enumerate(indices):
-        values[:, j] = _numeric_column([r[index] for r in cells], source, names[index], start, first_line)
+        values[:, j] = _numeric_column([r[index] for r in cells], source, names[index], start, first_line,
+                                       allow_nonfinite)
     timestamps = None
     if ts_name is not None:
         ts_cells = [r[names.index(ts_name)] for r in cells]
@@ -248,13 +257,14 @@ def _cell_kind(cell: str) -> str:
         return "datetime" if parse_datetime_seconds(cell) is not None else "text"
 
 
-def _numeric_column(cells: list[str], source: str, column: str, row0: int, line0: int) -> np.ndarray:
+def _numeric_column(cells: list[str], source: str, column: str, row0: int, line0: int,
+                    allow_nonfinite: bool = False) -> np.ndarray:
     try:
         out = np.array(cells, dtype=np.float64)
     except ValueError:  # slow path, only to point at the bad cell
         out = np.array([_float_cell(cell, source, column, row0 + i, line0 + i) for i, cell in enumerate(cells)])
     bad = np.flatnonzero(~np.isfinite(out))
-    if bad.size:
+    if bad.size and not allow_nonfinite:
         i = int(bad[0])
         raise VigilInputError(f"{_where(row0 + i, line0 + i)} has non-finite value {cells[i]!r} (NaN/inf)",
                               file=source, row=row0 + i, column=column)
@@ -297,12 +307,14 @@ def _timestamp_column(cells: list[str], source: str, column: str, row0: int, lin
 
 def _table_from_array(source: str, names: list[str], data: np.ndarray, rate: float | None,
                       columns: list[str] | None, rows: tuple[int | None, int | None] | None,
-                      timestamp_column: str | None) -> Table:
+                      timestamp_column: str | None,
+                      allow_nonfinite: bool = False) -> Table:
     start, end = _resolve_rows(rows, data.shape[0], source)
     ts_name = _timestamp_name(names, timestamp_column, None, source) if timestamp_column else None
     indices = _feature_indices(names, columns, ts_name, source)
     values = np.asarray(data[start:end][:, indices], dtype=np.float64)
-    _check_finite(values, [names[i] for i in indices], source, start)
+    if not allow_nonfinite:
+        _check_finite(values, [names[i] for i in indices], source, start)
     timestamps = None
     if ts_name is not None:
         timestamps = np.asarray(data[start:end, names.index(ts_name)], dtype=np.float64)

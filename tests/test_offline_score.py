@@ -1,4 +1,4 @@
-"""vigil score: the device's streaming path on a file equals the trainer's scores for the float32 bundle."""
+"""vigil score: the device's streaming pipeline on a file equals the trainer's scores for the float32 bundle."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_vigil_score_equals_the_trainer_scores_row_by_row(
     np.testing.assert_array_equal(np.isnan(device), np.isnan(expected))  # blank before the first window
     assert np.isnan(device[:15]).all() and not np.isnan(device[15:]).any()
     np.testing.assert_allclose(device[15:], expected[15:], rtol=1e-4, atol=1e-6)
-    threshold = float(rows[0]["threshold"])
+    threshold = float(rows[-1]["threshold"])  # blank where there is no score yet
     flagged = np.array([r["anomalous"] == "1" for r in rows])
     np.testing.assert_array_equal(flagged[15:], expected[15:] > threshold)
     assert float(rows[100]["timestamp"]) == pytest.approx(1_790_000_001.0)
@@ -98,8 +98,14 @@ def test_events_jsonl_holds_one_schema_valid_object_per_event(
                    "--k", "2", "--n", "3", "--m", "5"])
     assert result.exit_code == 0, result.output
     schema = json.loads((Path(__file__).parents[1] / "edge_agent/schemas/alert.schema.json").read_text())
-    objects = [json.loads(line) for line in events.read_text().splitlines()]
-    assert len(objects) == len(ANOMALIES)
+    payloads = [json.loads(line) for line in events.read_text().splitlines()]
+    # Both phases, as the agent publishes them: an open, then its close.
+    assert [p["phase"] for p in payloads] == ["open", "close"] * len(ANOMALIES)
+    assert [p["event_id"] for p in payloads[::2]] == [p["event_id"] for p in payloads[1::2]]
+    for obj in payloads:
+        jsonschema.validate(obj, schema)
+    objects = payloads[1::2]
+    assert [o["close_reason"] for o in objects] == ["normal"] * len(ANOMALIES)
     for obj, (start, end) in zip(objects, ANOMALIES):
         jsonschema.validate(obj, schema)
         assert obj["phase"] == "close" and obj["model_id"].startswith("run3f")
@@ -115,17 +121,18 @@ def test_events_jsonl_holds_one_schema_valid_object_per_event(
 def test_smoothing_hop_and_row_range_follow_the_trainer(
     tiny_bundle_3f: Path, tiny_run_3f: Path, data_3f: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
-    from edge_agent.offline import score_file
+    from edge_agent.bundle import load_bundle
+    from edge_agent.pipeline import replay_file
 
     path, values = data_3f
     smoothed = _repacked(tiny_bundle_3f, tmp_path / "smooth.vigil", smoothing={"alpha": 0.3}, hop=4)
-    result = score_file(smoothed, path, rows=(40, 400))
+    result = replay_file(load_bundle(smoothed), path, rows=(40, 400))
     assert result.rows[0] == 40 and result.rows[-1] == 399
     expected = _keras_row_scores(tiny_run_3f, values[40:400], alpha=0.3, hop=4)
     np.testing.assert_array_equal(np.isnan(result.scores), np.isnan(expected.row_scores))
     ok = ~np.isnan(result.scores)
     np.testing.assert_allclose(result.scores[ok], expected.row_scores[ok], rtol=1e-4, atol=1e-6)
-    assert result.windows_scored == len(expected.window_scores)
+    assert result.counters["windows_scored"] == len(expected.window_scores)
     assert result.timestamps is not None and result.timestamps[0] == pytest.approx(1_790_000_000.4)
 
 
@@ -133,11 +140,13 @@ def test_smoothing_hop_and_row_range_follow_the_trainer(
 def test_sensitivity_scales_the_limit(tiny_bundle_3f: Path, data_3f: tuple[Path, np.ndarray]) -> None:
     from edge_agent.alerts import AlertPolicy
     from edge_agent.bundle import load_bundle
-    from edge_agent.offline import score_file
+    from edge_agent.pipeline import PipelineSettings, replay_file
 
     path, _ = data_3f
-    threshold = load_bundle(tiny_bundle_3f).threshold
-    loose = score_file(tiny_bundle_3f, path, policy=dataclasses.replace(AlertPolicy(), sensitivity=2.0))
+    bundle = load_bundle(tiny_bundle_3f)
+    threshold = bundle.threshold
+    settings = PipelineSettings.for_bundle(bundle, policy=dataclasses.replace(AlertPolicy(), sensitivity=2.0))
+    loose = replay_file(bundle, path, settings=settings)
     assert loose.threshold == pytest.approx(2 * threshold)
     ok = ~np.isnan(loose.scores)
     np.testing.assert_array_equal(loose.anomalous[ok], loose.scores[ok] > 2 * threshold)

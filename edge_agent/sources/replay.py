@@ -126,7 +126,9 @@ class ReplaySource(PacedRows):
                  rate_hz: float | None = None, pace: str = "realtime", speed: float = 1.0, loop: bool = False,
                  block_rows: int = 256, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, start_time: float | None = None) -> None:
-        self.table = load_table(path, columns=columns, rows=rows, timestamp_column=timestamp_column)
+        # NaN/inf values are passed on: the sample-quality step skips or holds them, as for a live sensor.
+        self.table = load_table(path, columns=columns, rows=rows, timestamp_column=timestamp_column,
+                                allow_nonfinite=True)
         rate = rate_hz or self.table.sampling_rate_hz
         if pace == "realtime" and not rate:
             raise VigilInputError("has no sampling rate (no regular timestamp column, not a WAV); set "

@@ -12,7 +12,16 @@ import sys
 
 import typer
 
-from vigil.cli import alerts_cmds, convert_cmds, demo_cmds, evaluate_cmds, keys_cmds, package_cmds, train_cmds
+from vigil.cli import (
+    alerts_cmds,
+    convert_cmds,
+    demo_cmds,
+    evaluate_cmds,
+    keys_cmds,
+    package_cmds,
+    score_cmds,
+    train_cmds,
+)
 
 app = typer.Typer(
     name="vigil",
@@ -22,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (train_cmds, evaluate_cmds, convert_cmds, package_cmds, alerts_cmds, demo_cmds, keys_cmds):
+for group in (train_cmds, evaluate_cmds, convert_cmds, score_cmds, package_cmds, alerts_cmds, demo_cmds, keys_cmds):
     group.register(app)
 
 

@@ -1,0 +1,181 @@
+""":class:`StreamingPipeline`: sample blocks in, alert payloads out (see the package docstring).
+
+Where a sample enters: :meth:`StreamingPipeline.process`. Where a window is
+scored: :meth:`StreamingPipeline._score_window`. Where an alert leaves:
+the payloads that ``process`` / ``finish`` return (the caller publishes them).
+
+Results do not depend on how the stream is cut into blocks: the quality step,
+the window buffer and every detector carry their state across blocks, so a
+sensor's 10-sample reads and a replay's 4096-row blocks give the same events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_agent.alerts import AlertEvent, CloseReason, EventDetector, EventPhase
+from edge_agent.bundle import Bundle
+from edge_agent.core import Ewma, WindowBuffer
+from edge_agent.health import LatencyRing
+from edge_agent.payload import alert_payload
+from edge_agent.pipeline.settings import PipelineSettings
+from edge_agent.pipeline.thresholds import ThresholdDecider, make_threshold
+from edge_agent.quality import CleanRun, SampleQuality
+from edge_agent.sources.base import SampleBlock
+
+
+@dataclass
+class WindowLog:
+    """Every scored window, for offline use (``vigil score`` / ``evaluate``); the device keeps none."""
+
+    rows: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    raw_scores: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # smoothed: what the decision used
+    thresholds: list[float] = field(default_factory=list)
+    anomalous: list[bool] = field(default_factory=list)
+    feature_errors: list[np.ndarray] = field(default_factory=list)
+    reset_rows: list[int] = field(default_factory=list)  # first row after each window reset
+
+    def add(self, row: int, stamp: float, raw: float, score: float, threshold: float, anomalous: bool,
+            errors: np.ndarray) -> None:
+        self.rows.append(row)
+        self.times.append(stamp)
+        self.raw_scores.append(raw)
+        self.scores.append(score)
+        self.thresholds.append(threshold)
+        self.anomalous.append(anomalous)
+        self.feature_errors.append(np.array(errors, dtype=np.float64))
+
+
+class StreamingPipeline:
+    """One bundle's path from samples to alert payloads; no I/O, no threads."""
+
+    def __init__(self, bundle: Bundle, settings: PipelineSettings, *, scorer: Any = None,
+                 rate_hz: float | None = None, first_row: int = 0, num_threads: int = 1,
+                 log_windows: bool = False) -> None:
+        if scorer is None:
+            from edge_agent.runtime import Scorer
+
+            scorer = Scorer(bundle, num_threads=num_threads)
+        self.bundle = bundle
+        self.settings = settings
+        self.scorer = scorer
+        self.row = int(first_row)  # the next sample's stream row
+        self.quality = SampleQuality(bundle.n_features, valid_range=settings.valid_range,
+                                     policy=settings.quality_policy, rate_hz=rate_hz)
+        self.buffer = WindowBuffer(bundle.spec, bundle.n_features)
+        self.smoother = Ewma(settings.smoothing_alpha)
+        self.threshold: ThresholdDecider = make_threshold(bundle, settings)
+        self.detector = EventDetector(bundle.threshold, settings.policy)
+        self.sensor_health = _make_sensor_health(bundle, settings, rate_hz)
+        self.log = WindowLog() if log_windows else None
+        self.latency = LatencyRing()
+        self.samples = 0
+        self.windows_scored = 0
+        self.events_opened = 0
+        self.alerts_emitted = 0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def event_open(self) -> bool:
+        return self.detector.open_event is not None
+
+    def process(self, block: SampleBlock) -> list[dict[str, Any]]:
+        """Push one block; return the alert payloads (opens and closes) it caused, in order."""
+        n = len(block)
+        if n == 0:
+            return []
+        first_row = self.row + int(block.gap_before)
+        self.row = first_row + n
+        self.samples += n
+        out: list[dict[str, Any]] = []
+        if self.sensor_health is not None:
+            out.extend(self._sensor_payloads(self.sensor_health.process(block, first_row)))
+        for run in self.quality.clean(block, first_row):
+            self._push_run(run, out)
+        return out
+
+    def finish(self, reason: CloseReason = CloseReason.END_OF_STREAM) -> list[dict[str, Any]]:
+        """Close what is open (end of a replay, or a clean stop when the settings say so)."""
+        out: list[dict[str, Any]] = []
+        event = self.detector.close(reason)
+        if event is not None:
+            out.append(self._payload(event))
+        if self.sensor_health is not None:
+            out.extend(self._sensor_payloads(self.sensor_health.close_all(reason.value)))
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        """Health fields the pipeline owns."""
+        out: dict[str, Any] = {
+            "samples": self.samples,
+            "windows_scored": self.windows_scored,
+            "events_opened": self.events_opened,
+            "alerts_emitted": self.alerts_emitted,
+            "scoring_latency_ms": self.latency.percentiles_ms(),
+            "quality": self.quality.counters(),
+            "threshold": self.threshold.state(),
+        }
+        if self.sensor_health is not None:
+            out["sensor_health"] = self.sensor_health.counters()
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _push_run(self, run: CleanRun, out: list[dict[str, Any]]) -> None:
+        if run.reset_before:
+            self.buffer.reset()
+            self.smoother.reset()
+            if self.log is not None and len(run.rows):
+                self.log.reset_rows.append(int(run.rows[0]))
+        rows, times = run.rows, run.timestamps
+        for i, window in self.buffer.push_many(run.values):
+            event = self._score_window(window, int(rows[i]), float(times[i]))
+            if event is not None:
+                out.append(self._payload(event))
+
+    def _score_window(self, window: np.ndarray, row: int, stamp: float) -> AlertEvent | None:
+        started = time.perf_counter()
+        result = self.scorer.score(window)
+        self.latency.add(time.perf_counter() - started)
+        self.windows_scored += 1
+        score = self.smoother.update(result.score)
+        anomalous, threshold = self.threshold.decide(score)
+        if self.log is not None:
+            self.log.add(row, stamp, result.score, score, threshold, anomalous, result.feature_errors)
+        return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold)
+
+    def _payload(self, event: AlertEvent) -> dict[str, Any]:
+        if event.phase is EventPhase.OPEN:
+            self.events_opened += 1
+        self.alerts_emitted += 1
+        payload = alert_payload(event, device_id=self.settings.device_id, model_id=self.bundle.model_id,
+                                feature_names=self.bundle.features, top=self.settings.top_features)
+        if event.close_reason is not None:
+            payload.setdefault("close_reason", event.close_reason.value)
+        return payload
+
+    def _sensor_payloads(self, events: list[Any]) -> list[dict[str, Any]]:
+        from edge_agent.payload import sensor_fault_payload  # type: ignore[attr-defined]
+
+        out = []
+        for event in events:
+            self.alerts_emitted += 1
+            out.append(sensor_fault_payload(event, device_id=self.settings.device_id,
+                                            model_id=self.bundle.model_id))
+        return out
+
+
+def _make_sensor_health(bundle: Bundle, settings: PipelineSettings, rate_hz: float | None) -> Any:
+    """The bundle's sensor-health monitor, or None (off, or a bundle without training stats)."""
+    if not settings.sensor_faults:
+        return None
+    from edge_agent.pipeline.thresholds import sensor_health_for
+
+    return sensor_health_for(bundle, rate_hz)

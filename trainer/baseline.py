@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.core import Scaler, WindowSpec, ewma, sliding_windows
+from trainer.split import split_train_rows
 
 DEFAULT_ESTIMATORS = 100
 MAX_FIT_WINDOWS = 20000  # consecutive windows overlap heavily; more adds time, not information
@@ -87,8 +88,6 @@ class IsolationForestBaseline:
 
 def baseline_from_run(run: Any) -> IsolationForestBaseline:
     """Refit the run's baseline from ``train_rows.npy`` with its stored seed and threshold."""
-    from trainer.fit import split_train_rows
-
     section = run.meta.get("baseline") or {}
     base = IsolationForestBaseline(
         n_estimators=int(section.get("n_estimators", DEFAULT_ESTIMATORS)),

@@ -238,10 +238,12 @@ def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
     bundle_path = config.bundle_section.path
     if bundle_path is None:
         raise fail("bundle.path", 'missing: set path = "model.vigil" in [bundle]')
+    trusted = list(config.bundle_section.public_keys())  # [] = signatures not required
     try:
-        bundle = load_bundle(bundle_path)
+        bundle = load_bundle(bundle_path, trusted_keys=trusted)
     except VigilInputError as exc:
-        raise fail("bundle.path", str(exc)) from None
+        key = exc.key if exc.key == "bundle.trusted_keys" else "bundle.path"
+        raise fail(key, str(exc)) from None
     config = replace(config, bundle=bundle)
     if isinstance(config.source, (StdinOptions, SerialOptions)) and not config.source.features:
         source = replace(config.source, features=tuple(bundle.features))  # the bundle's, as documented

@@ -154,7 +154,8 @@ def public_key_text(b64: str, dotted: str) -> str:
 
 
 def read_public_key_file(path: Path, dotted: str) -> str:
-    """A key file: one line ``ed25519:<base64>``, or a vigil key file (JSON with ``public_key``)."""
+    """A key file: one line ``ed25519:<base64>`` (``vigil keys new`` writes ``KEY.pub``), or JSON with
+    ``public_key`` only (a file that also holds the private key is refused)."""
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -164,6 +165,8 @@ def read_public_key_file(path: Path, dotted: str) -> str:
             doc = json.loads(text)
         except ValueError:
             doc = None
+        if isinstance(doc, dict) and "private_key" in doc:  # the signing key must stay on the workstation
+            raise fail(dotted, f"{path} holds a private key: configure its public key file ({path.name}.pub)")
         text = str(doc.get("public_key", "")) if isinstance(doc, dict) else ""
     if not text.startswith(PUBLIC_KEY_PREFIX):
         raise fail(dotted, f"{path} holds no '{PUBLIC_KEY_PREFIX}<base64>' public key")

@@ -136,3 +136,27 @@ def test_line_sources_default_to_the_bundles_features(tmp_path: Path, tiny_bundl
     code, out, err = check_config(path)
     assert code == 0, err
     assert 'features = ["f0", "f1", "f2"]' in out
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_trusted_keys_require_a_signature_by_one_of_them(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    from edge_agent.bundle import sign_bundle
+    from edge_agent.errors import VigilInputError
+    from edge_agent.signing import new_signing_key, write_key_file
+
+    plant, stranger = new_signing_key(), new_signing_key()
+    write_key_file(tmp_path / "plant.key", plant)
+    signed = tmp_path / "signed.vigil"
+    signed.write_bytes(sign_bundle(tiny_bundle_3f.read_bytes(), plant))
+
+    def config(bundle: Path, keys: str) -> Path:
+        path = write_config(tmp_path / bundle.stem / keys[:8].strip('"/'), bundle)
+        path.write_text(path.read_text().replace(f'path = "{bundle}"', f'path = "{bundle}"\ntrusted_keys = [{keys}]'))
+        return path
+
+    assert load_config(config(signed, f'"{tmp_path / "plant.key.pub"}"')).bundle is not None
+    assert load_config(config(signed, f'"{plant.public_key}"')).bundle is not None
+    for bundle, keys in [(signed, f'"{stranger.public_key}"'), (tiny_bundle_3f, f'"{plant.public_key}"')]:
+        with pytest.raises(VigilInputError) as err:
+            load_config(config(bundle, keys))
+        assert err.value.key == "bundle.trusted_keys" and "refused" in str(err.value), str(err.value)

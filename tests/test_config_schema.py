@@ -128,7 +128,7 @@ def test_trusted_keys_inline_bare_base64_and_files(tmp_path: Path) -> None:
     bare = KEY.removeprefix("ed25519:")
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "plant.pub").write_text(KEY + "\n")
-    (tmp_path / "keys" / "signer.json").write_text(json.dumps({"format": "vigil-ed25519-key/1", "public_key": KEY}))
+    (tmp_path / "keys" / "signer.json").write_text(json.dumps({"public_key": KEY}))
     cfg = load_with_keys(tmp_path, f'"{KEY}", "{bare}", "keys/plant.pub", "keys/signer.json"')
     assert cfg.bundle_section.trusted_keys[:2] == (KEY, KEY)
     assert cfg.bundle_section.trusted_keys[2] == tmp_path / "keys" / "plant.pub"
@@ -139,8 +139,10 @@ def test_trusted_keys_inline_bare_base64_and_files(tmp_path: Path) -> None:
     ('"ed25519:AAAA"', "bundle.trusted_keys[0]", "32 bytes"),
     ("3", "bundle.trusted_keys[0]", "public key"),
     ('"missing.pub"', "bundle.trusted_keys[0]", "missing.pub"),
+    ('"private.json"', "bundle.trusted_keys[0]", "private key"),
 ])
 def test_bad_trusted_keys_are_one_line(tmp_path: Path, entry: str, key: str, word: str) -> None:
+    (tmp_path / "private.json").write_text(json.dumps({"private_key": "c2VjcmV0", "public_key": KEY}))
     with pytest.raises(VigilInputError) as err:
         load_with_keys(tmp_path, entry)
     assert err.value.key == key and word in str(err.value) and "\n" not in str(err.value)

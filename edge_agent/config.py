@@ -61,8 +61,8 @@ class AgentConfig:
 
     ``bundle`` is the loaded bundle when it was checked (the ``[bundle]`` table
     itself is ``bundle_section``). ``values`` is a read-only
-    ``values[section][key]`` view of the same data for code not yet on the
-    typed sections.
+    ``values[section][key]`` view of the same data (what check-config prints,
+    and :meth:`get` with a dotted key); code reads the typed sections.
     """
 
     path: Path

@@ -141,10 +141,6 @@ class LogSection:
 class _SourceOptions:
     kind: str
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Dict-style read for code written against the old raw ``[source]`` table (service.py)."""
-        return getattr(self, key, default)
-
     def as_table(self) -> dict[str, Any]:
         """``kind`` first, then every key with its effective value (for check-config)."""
         return {"kind": self.kind, **{f.name: _plain(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]

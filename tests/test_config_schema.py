@@ -93,7 +93,7 @@ def test_typed_sections_with_defaults(tmp_path: Path) -> None:
     assert cfg.source.pace == "fast" and cfg.source.columns == ()
     # The read-only compatibility view holds the same values.
     assert cfg.values["alerts"]["k"] is None and cfg.values["mqtt.tls"]["ca_file"] == tmp_path / "ca.pem"
-    assert cfg.values["source"]["kind"] == "replay" and cfg.source.get("kind") == "replay"
+    assert cfg.values["source"]["kind"] == "replay" == cfg.source.kind
     with pytest.raises(TypeError):
         cfg.values["alerts"]["k"] = 3  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -38,9 +38,11 @@ class Key:
     secret: bool = False
     required: bool = False
     hex: bool = False  # show integers as 0x.. (I2C addresses)
+    unset: str = ""  # what leaving the key out means, for check-config's "# key = (unset: ...)"
 
 
 UNSET = None  # "not set": check-config prints such a key as a comment
+BUNDLE_POLICY = "the bundle's recommended policy"
 
 
 def _req(kind: str, doc: str) -> Key:
@@ -68,14 +70,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            low=1e-6, high=1e6),
         "dynamic_threshold": Key("bool", True, "use the bundle's dynamic threshold (false = its fixed threshold)"),
         "k": Key("int", UNSET, "an event opens when k of the last n windows are anomalous; unset = the bundle's "
-                 "recommended policy (set k and n together)", low=1, high=100_000),
-        "n": Key("int", UNSET, "see k", low=1, high=100_000),
+                 "recommended policy (set k and n together)", low=1, high=100_000, unset=BUNDLE_POLICY),
+        "n": Key("int", UNSET, "see k", low=1, high=100_000, unset=BUNDLE_POLICY),
         "m": Key("int", UNSET, "an event closes after m consecutive normal windows; unset = the bundle's",
-                 low=1, high=100_000),
+                 low=1, high=100_000, unset=BUNDLE_POLICY),
         "cooldown": Key("int", UNSET, "windows after a close during which no event opens; unset = the bundle's",
-                        low=0, high=10_000_000),
+                        low=0, high=10_000_000, unset=BUNDLE_POLICY),
         "smoothing": Key("float", UNSET, "EWMA alpha over window scores; unset = the bundle's, 1.0 = no smoothing",
-                         low=0.0, high=1.0, low_open=True),
+                         low=0.0, high=1.0, low_open=True, unset=BUNDLE_POLICY),
         "top_features": Key("int", 3, "how many contributing features an alert lists", low=1, high=1000),
         "sensor_faults": Key("bool", True, "report sensor faults (stuck, saturated, dead axis) found by the "
                              "bundle's sensor checks"),
@@ -84,7 +86,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "mqtt": {
         "host": Key("str", "", "broker host name; empty = no broker (alerts go to the JSONL/stdout sinks)"),
-        "port": Key("int", UNSET, "broker port; unset = 1883, or 8883 with TLS", low=1, high=65535),
+        "port": Key("int", UNSET, "broker port; unset = 1883, or 8883 with TLS", low=1, high=65535,
+                    unset="1883, or 8883 with TLS"),
         "client_id": Key("str", "", "MQTT client id (at most 128 characters); empty = vigil-<device.id>"),
         "username": Key("str", "", "user name for password authentication"),
         "password": Key("str", "", "password in plain text (prefer password_env or password_file)", secret=True),
@@ -261,7 +264,7 @@ def render_config(config: EffectiveConfig) -> str:
         for key, spec in specs.items():
             value = table[key]
             if value is None:
-                lines.append(f"# {key} = (unset)")
+                lines.append(f"# {key} = (unset{': ' + spec.unset if spec.unset else ''})")
             elif spec.secret and value:
                 lines.append(f'{key} = "***"')
             else:

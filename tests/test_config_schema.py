@@ -152,7 +152,8 @@ def test_effective_config_masks_secrets_and_comments_unset_keys(tmp_path: Path) 
     cfg = load(tmp_path, '[mqtt]\nhost = "b"\nusername = "u"\npassword = "hunter2"\n')
     text = render_config(cfg)
     assert 'password = "***"' in text and "hunter2" not in text and "hunter2" not in repr(cfg)
-    assert "# k = (unset)" in text and "# port = (unset)" in text and "trusted_keys = []" in text
+    assert "# k = (unset: the bundle's recommended policy)" in text and "# port = (unset: 1883" in text
+    assert "trusted_keys = []" in text
 
 
 def test_mqtt_settings_from_a_table_use_the_schema_rules() -> None:

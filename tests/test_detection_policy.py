@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from edge_agent.alerts import AlertPolicy
-from edge_agent.detection import policy
+from edge_agent.detection import (
+    DetectionSettings,
+    dynamic_threshold_for,
+    measure_feature_stats,
+    policy,
+    sensor_health_for,
+)
 from edge_agent.detection.policy import (
     recommended_dynamic_threshold,
     recommended_policy,
@@ -71,3 +80,18 @@ def test_dynamic_threshold_and_sensor_health_defaults() -> None:
 def test_bad_geometry_is_refused(args: tuple[int, int, float | None]) -> None:
     with pytest.raises(ValueError):
         recommended_policy(*args)
+
+
+def test_factory_builds_the_detectors_a_bundle_asks_for() -> None:
+    settings = DetectionSettings.default_for(128, 16, 100.0)
+    threshold = dynamic_threshold_for(settings, 0.5, hop=16, rate_hz=100.0)
+    assert threshold is not None and threshold.params.buffer_windows == 2000 and threshold.floor == 0.5
+    # The same buffer in seconds on a device hopping twice as far holds half the windows.
+    other = dynamic_threshold_for(settings, 0.5, hop=32, rate_hz=100.0)
+    assert other is not None and other.params.buffer_windows == 1000
+    off = replace(settings, dynamic_threshold=replace(settings.dynamic_threshold, enabled=False))
+    assert dynamic_threshold_for(off, 0.5, 16, 100.0) is None
+    stats = measure_feature_stats(np.random.default_rng(0).normal(size=(1000, 2)), ["a", "b"], settings.sensor_health)
+    monitor = sensor_health_for(settings, stats)
+    assert monitor is not None and monitor.features == ["a", "b"]
+    assert sensor_health_for(settings, None) is None

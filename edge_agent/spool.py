@@ -42,21 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import VigilInputError
-from edge_agent.spool_recovery import HighWaterMark, is_corruption, quarantine
+from edge_agent.spool_recovery import COUNTERS, HighWaterMark, connect_spool, is_corruption, quarantine, transaction
 
 log = logging.getLogger("vigil.spool")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-_COUNTERS = ("dropped", "lost")
 
 
 @dataclass(frozen=True)
@@ -96,13 +85,14 @@ class AlertSpool:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._memory: deque[SpooledMessage] = deque()  # alerts the file could not take, seq order
-        self._unpersisted = dict.fromkeys(_COUNTERS, 0)  # counted while the file was away
-        self._persisted = dict.fromkeys(_COUNTERS, 0)
+        self._unpersisted = dict.fromkeys(COUNTERS, 0)  # counted while the file was away
+        self._persisted = dict.fromkeys(COUNTERS, 0)
         self._quarantined: list[str] = []
         self._write_errors = 0
         self._degraded = ""
         self._next_retry = 0.0
         self._opened = 0  # how often the file was (re)opened; see rewinds
+        self._acked_not_deleted: set[int] = set()  # delivered, but the disk refused the DELETE so far
         self._mark = HighWaterMark(self.path.with_name(self.path.name + ".hwm"))
         self._last_seq = self._mark.appended
         with self._lock:
@@ -125,6 +115,8 @@ class AlertSpool:
                 self._keep_in_memory(msg)
             if self._memory:
                 self._move_memory_to_file()
+            if self._acked_not_deleted:
+                self._delete_acked()
             self._mark.update(appended=seq, floor=self._oldest_pending() - 1)
         return seq
 
@@ -136,7 +128,8 @@ class AlertSpool:
                 "SELECT seq, topic, payload, created, attempts FROM spool WHERE seq > ? ORDER BY seq LIMIT ?",
                 (int(after), int(limit)),
             )
-            stored = [SpooledMessage(int(r[0]), r[1], r[2], float(r[3]), int(r[4])) for r in rows]
+            stored = [SpooledMessage(int(r[0]), r[1], r[2], float(r[3]), int(r[4])) for r in rows
+                      if int(r[0]) not in self._acked_not_deleted]
             held = [m for m in self._memory if m.seq > after][:limit]
         return sorted(stored + held, key=lambda m: m.seq)[:limit]
 
@@ -148,10 +141,20 @@ class AlertSpool:
                 self._memory.remove(found)
                 gone = True
             else:
-                gone = bool(self._guarded("ack", lambda db: db.execute(
-                    "DELETE FROM spool WHERE seq = ?", (int(seq),)).rowcount > 0))
+                self._acked_not_deleted.add(int(seq))
+                gone = self._delete_acked()
             self._mark.update(floor=self._oldest_pending() - 1)
         return gone
+
+    def _delete_acked(self) -> bool:
+        """Delete acknowledged rows; ones the disk refuses now are hidden and deleted on a later try."""
+        seqs = sorted(self._acked_not_deleted)
+        deleted = self._guarded("ack", lambda db: sum(
+            db.execute("DELETE FROM spool WHERE seq = ?", (seq,)).rowcount for seq in seqs))
+        if deleted is None:
+            return True  # delivered: it is not sent again by this process (kept only until it can be deleted)
+        self._acked_not_deleted.difference_update(seqs)
+        return bool(deleted)
 
     def mark_attempt(self, seqs: Iterable[int]) -> None:
         """Count a publish attempt (diagnostics: how often a message was re-sent)."""
@@ -226,7 +229,7 @@ class AlertSpool:
         self._next_retry = time.monotonic() + self.retry_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = self._connect()
+            self._db = connect_spool(self.path)
         except OSError as exc:
             self._degrade(f"cannot create spool directory: {exc.strerror}")
             return
@@ -241,33 +244,11 @@ class AlertSpool:
             self._quarantined.append(str(moved))
             log.error("spool: %s is corrupt (%s): moved aside to %s, starting a new spool", self.path, exc, moved)
             try:
-                self._db = self._connect()
+                self._db = connect_spool(self.path)
             except sqlite3.Error as again:
                 self._degrade(f"spool cannot be opened after quarantine ({again})")
                 return
         self._after_open()
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-        db = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            db.execute("PRAGMA synchronous=FULL")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-            db.executescript(_SCHEMA)
-            # A real write now, so a read-only file fails at start, not at the first alert.
-            db.execute("BEGIN IMMEDIATE")
-            for name in _COUNTERS:
-                db.execute("INSERT INTO meta (key, value) VALUES (?, 0) ON CONFLICT(key) DO NOTHING", (name,))
-            db.execute("COMMIT")
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"filesystem does not support WAL (journal_mode={mode})")
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     def _after_open(self) -> None:
         """Reconcile the file with the high-water mark, then take back what memory holds."""
@@ -284,7 +265,7 @@ class AlertSpool:
             self._unpersisted["lost"] += lost
         self._last_seq = max(self._last_seq, stored_last, self._mark.appended)
         self._mark.update(appended=self._last_seq)
-        self._persisted = {name: self._read_counter(db, name) for name in _COUNTERS}
+        self._persisted = {name: self._read_counter(db, name) for name in COUNTERS}
         self._degraded = ""
         self._opened += 1
         self._move_memory_to_file()
@@ -322,9 +303,9 @@ class AlertSpool:
     def _after_commit(self, db: sqlite3.Connection, inserted: bool) -> None:
         """The file's counters are the truth once committed (the insert carried the unpersisted ones)."""
         if inserted:
-            self._unpersisted = dict.fromkeys(_COUNTERS, 0)
+            self._unpersisted = dict.fromkeys(COUNTERS, 0)
         try:
-            self._persisted = {name: self._read_counter(db, name) for name in _COUNTERS}
+            self._persisted = {name: self._read_counter(db, name) for name in COUNTERS}
         except sqlite3.Error:
             pass
 
@@ -350,14 +331,8 @@ class AlertSpool:
         if db is None:
             return None
         try:
-            db.execute("BEGIN IMMEDIATE")
-            result = work(db)
-            db.execute("COMMIT")
+            result = transaction(db, work)
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             self._write_errors += 1
             if is_corruption(exc):
                 self._degrade(f"spool {what} failed, the file is damaged ({exc})")
@@ -370,6 +345,8 @@ class AlertSpool:
             return None
         if what in ("append", "prune"):
             self._after_commit(db, inserted=what == "append")
+        if not self._memory and self._degraded:
+            self._degraded = ""  # the file takes writes again and holds everything
         return result
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -399,7 +376,7 @@ class AlertSpool:
         if db is None:
             return 0
         try:
-            return int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]) - len(self._acked_not_deleted)
         except sqlite3.Error:
             return 0
 

@@ -1,4 +1,4 @@
-"""What keeps the spool honest when its file fails: high-water mark, quarantine, error kinds.
+"""The spool file underneath: schema, opening, transactions, high-water mark, quarantine, error kinds.
 
 The high-water mark is a tiny file beside the database (``spool.db.hwm``),
 outside SQLite and its WAL. It holds the last seq ever spooled and the
@@ -17,9 +17,23 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("vigil.spool")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+COUNTERS = ("dropped", "lost")
 
 _MARK_SIZE = 64
 _MARK = re.compile(rb"vigil-spool-hwm/1 appended=(\d{1,19}) floor=(\d{1,19})")
@@ -112,3 +126,52 @@ def quarantine(path: Path, now: dt.datetime | None = None) -> Path | None:
         except OSError:
             pass
     return target
+
+
+def connect_spool(path: Path) -> sqlite3.Connection:
+    """Open the spool file in WAL + synchronous=FULL and prove it takes a write; sqlite errors propagate."""
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+    db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        db.execute("PRAGMA synchronous=FULL")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        db.executescript(SCHEMA)
+        # A real write now, so a read-only file fails at start, not at the first alert.
+        db.execute("BEGIN IMMEDIATE")
+        for name in COUNTERS:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, 0) ON CONFLICT(key) DO NOTHING", (name,))
+        db.execute("COMMIT")
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"filesystem does not support WAL (journal_mode={mode})")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """``work(db)`` in BEGIN IMMEDIATE / COMMIT; on a full disk, checkpoint the WAL and try once more."""
+    for attempt in (1, 2):
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            result = work(db)
+            db.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            full = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_FULL")
+            if attempt == 2 or not full:
+                raise
+            # On a full disk the WAL may hold most of the space: fold it into the
+            # database and truncate it, then try once more.
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                raise exc from None
+    return None

@@ -210,3 +210,16 @@ def test_disk_full_with_the_broker_down_loses_nothing_uncounted(small_fs: Path, 
         sink.stop()
         observer.close()
         b.stop()
+
+
+def test_alert_acked_while_the_disk_is_full_is_not_sent_again(small_fs: Path) -> None:
+    spool = AlertSpool(small_fs / "spool.db", retry_s=0.0)
+    seqs = [spool.append("t", _alert(i)) for i in range(5)]
+    filler = _fill(small_fs)
+    for seq in seqs[:3]:
+        assert spool.ack(seq)  # delivered: even if the DELETE must wait for space
+    assert [m.seq for m in spool.pending(10)] == seqs[3:] and spool.depth() == 2
+    filler.unlink()
+    spool.append("t", _alert(5))  # space again: the deferred deletes go through
+    spool.close()
+    assert [m.seq for m in AlertSpool(small_fs / "spool.db").pending(10)] == [4, 5, 6]

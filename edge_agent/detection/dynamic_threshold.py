@@ -68,6 +68,9 @@ class DynamicThreshold:
         self.floor = floor
         self._z = np.arange(params.z_min, params.z_max + params.z_step / 2, params.z_step)
         self._buffer = np.zeros(params.buffer_windows, dtype=np.float64)
+        self._size = params.buffer_windows
+        self._min_windows = params.min_windows
+        self._refit_every = params.refit_every
         self.reset()
 
     # ------------------------------------------------------------------ public
@@ -97,13 +100,24 @@ class DynamicThreshold:
         error = float(smoothed_error)
         if not math.isfinite(error):
             return Decision(error > self._threshold, self._threshold)
-        self._push(error)
-        if self._fill < self.params.min_windows:
-            return Decision(error > self.floor, self.floor)
+        # The ring write, inline: this runs once per scored window.
+        self._buffer[self._next] = error
+        self._next += 1
+        if self._next == self._size:
+            self._next = 0
+        if self._fill < self._size:
+            self._fill += 1
+            if self._fill < self._min_windows:
+                return Decision(error > self.floor, self.floor)
         self._since_refit += 1
-        if self._epsilon is None or self._since_refit >= self.params.refit_every:
+        if self._since_refit >= self._refit_every or self._epsilon is None:
             self._refit()
-        return Decision(self._judge(error), self._threshold)
+        if error <= self._threshold:
+            self._run_peak, self._run_confirmed = 0.0, False
+            if error > self._max_normal:
+                self._max_normal = error
+            return Decision(False, self._threshold)
+        return Decision(self._judge_above(error), self._threshold)
 
     def decide(self, score: float) -> tuple[bool, float]:
         """``update`` as a plain tuple (the pipeline's threshold-decider shape)."""
@@ -125,18 +139,8 @@ class DynamicThreshold:
 
     # ------------------------------------------------------------------ internals
 
-    def _push(self, error: float) -> None:
-        self._buffer[self._next] = error
-        self._next = (self._next + 1) % self._buffer.size
-        if self._fill < self._buffer.size:
-            self._fill += 1
-
-    def _judge(self, error: float) -> bool:
-        if error <= self._threshold:
-            self._run_peak, self._run_confirmed = 0.0, False
-            if error > self._max_normal:
-                self._max_normal = error
-            return False
+    def _judge_above(self, error: float) -> bool:
+        """An error above the threshold: anomalous once its run's peak clears the pruning test."""
         if error > self._run_peak:
             self._run_peak = error
         if not self._run_confirmed:

@@ -17,7 +17,7 @@ from tests.models import feature_names, normal_rows, with_anomalies
 
 N_TEST = 400
 ANOMALIES = [(150, 170), (300, 305)]  # inclusive test-file rows
-PLOTS = {"timeline", "roc", "pr", "threshold", "histogram", "latent"}
+PLOTS = {"timeline", "roc", "pr", "threshold", "histogram", "latent", "published"}
 
 
 def write_csv(path: Path, rows: np.ndarray) -> Path:
@@ -58,6 +58,12 @@ def test_run_evaluate_writes_metrics_plots_and_report(tiny_run_3f: Path, test_fi
 
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
+    # Next to the row metrics: the events the device's own pipeline publishes for these rows.
+    published = result["published"]
+    assert published["n_events"] == len(published["events"]) >= 1
+    assert published["event"]["tp"] + published["event"]["fn"] == len(ANOMALIES)
+    assert published["event"]["fp"] <= published["n_events"]
+    assert "published events" in summarize(result)
     assert result["label_ranges"] == [list(r) for r in ANOMALIES]
     assert result["n_rows"] == N_TEST and result["n_scored_rows"] == N_TEST - 15  # window 16
     assert set(result["models"]) == {"lstm_autoencoder", "isolation_forest"}

@@ -80,6 +80,8 @@ def run_evaluate(run_dir: str | Path, data: str | Path, labels: str | Path,
     if baseline.note:
         notes.append(baseline.note)
 
+    published = _published(run, model, data, table, ranges)
+
     result: dict[str, Any] = {
         "format": EVAL_FORMAT,
         "run": str(run.path),
@@ -97,10 +99,12 @@ def run_evaluate(run_dir: str | Path, data: str | Path, labels: str | Path,
         "n_label_rows": int(label_mask.sum()),
         "decision": "score > threshold; rows before the first window are not anomalous and not in the AUCs",
         "models": {m.key: _model_metrics(m, label_mask, local, table.row_offset) for m in models},
+        "published": {k: v for k, v in published.items() if k != "result"},
         "notes": notes,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = _make_plots(out_dir, run, model, table, models, label_mask, local, result)
+    figures["published"] = _published_plot(out_dir / "published.png", published, result)
     result["plots"] = {name: p.name for name, p in figures.items()}  # all inside out_dir
     result["report"] = "report.html"
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -174,6 +178,26 @@ def _baseline_scores(run: RunInfo, table: Table) -> ModelScores:
                        "IsolationForest threshold not in run.json; used mean+3*std of held-out windows")
 
 
+def _published(run: RunInfo, model: Any, data: str | Path, table: Table,
+               ranges: list[tuple[int, int]]) -> dict[str, Any]:
+    """The events the device would publish for these rows (bundle's recommended policy), judged."""
+    from trainer.pipeline_view import KerasWindowScorer, bundle_view
+    from trainer.published import published_events
+
+    rows = (table.row_offset, table.row_offset + table.n_rows)
+    out = published_events(bundle_view(run), data, ranges, rows=rows, columns=run.features,
+                           scorer=KerasWindowScorer(run, model))
+    out["policy"] = _policy_of(run)
+    return out
+
+
+def _policy_of(run: RunInfo) -> dict[str, Any]:
+    from edge_agent.pipeline.settings import recommended_policy
+    from trainer.pipeline_view import bundle_view
+
+    return recommended_policy(bundle_view(run))
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -230,6 +254,14 @@ def _make_plots(out_dir: Path, run: RunInfo, model: Any, table: Table, models: l
     if loss.is_file():  # copied so the eval directory stands on its own
         figs["loss"] = Path(shutil.copyfile(loss, out_dir / "loss.png"))
     return figs
+
+
+def _published_plot(path: Path, published: dict[str, Any], result: dict[str, Any]) -> Path:
+    replay = published["result"]
+    faults = [((f["start_sample"], f["end_sample"]), str(f["fault"])) for f in published["sensor_faults"]]
+    return plots.published_timeline(path, replay.rows, replay.scores, replay.thresholds,
+                                    [tuple(r) for r in result["label_ranges"]],
+                                    [tuple(e) for e in published["events"]], faults, TITLES[AE])
 
 
 def _latent_plot(path: Path, run: RunInfo, model: Any, table: Table, label_mask: np.ndarray) -> Path:

@@ -211,3 +211,29 @@ def pca_2d(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def published_timeline(path: Path, rows: np.ndarray, scores: np.ndarray, thresholds: np.ndarray,
+                       ranges: Sequence[Range], events: Sequence[Range], faults: Sequence[tuple[Range, str]],
+                       title: str) -> Path:
+    """What the device publishes: the pipeline's score, the threshold in force (dynamic), events and faults."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(1, 1, figsize=(12, 3.6))
+    ax.plot(rows, scores, lw=0.8, color=AE_COLOR, label=f"{title} score (smoothed, as on the device)")
+    ax.plot(rows, thresholds, lw=1.0, color="black", ls="--", label="threshold in force")
+    _shade(ax, ranges)
+    for i, (start, end) in enumerate(events):
+        ax.axvspan(start, end, ymin=0.0, ymax=0.06, color="tab:red", alpha=0.9,
+                   label="published event" if i == 0 else None)
+    for i, ((start, end), fault) in enumerate(faults):
+        ax.axvspan(start, end, ymin=0.94, ymax=1.0, color="tab:purple", alpha=0.9,
+                   label="sensor fault" if i == 0 else None)
+        ax.text(start, 1.0, fault, transform=ax.get_xaxis_transform(), fontsize=7, va="bottom")
+    finite = np.isfinite(thresholds)
+    if finite.any() and _use_log(scores, float(np.nanmedian(thresholds[finite]))):
+        ax.set_yscale("log")
+    ax.set_xlabel("data row (file)")
+    ax.set_ylabel("score")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Published: events (red) and sensor faults (purple) against the labels (shaded)")
+    return _save(fig, path)

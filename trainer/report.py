@@ -21,6 +21,7 @@ PLOT_TITLES = {
     "histogram": "Score histogram: normal vs anomalous rows",
     "latent": "Latent code map (PCA) of normal vs anomalous windows",
     "loss": "Training loss",
+    "published": "What the device publishes: score, threshold in force, events and sensor faults",
 }
 
 _ROWS = [  # (label, path into one model's metrics)
@@ -57,6 +58,12 @@ def summarize(metrics: dict[str, Any]) -> str:
                      f"P={e['precision']:.2f} R={e['recall']:.2f} F1={e['f1']:.2f} | "
                      f"points F1={p['f1']:.2f} | ROC-AUC={_num(m['roc_auc'])} PR-AUC={_num(m['pr_auc'])} "
                      f"| threshold {m['threshold']:.4g}")
+    pub = metrics.get("published")
+    if pub:
+        e = pub["event"]
+        lines.append(f"  {'published events':<18} events tp={e['tp']} fp={e['fp']} fn={e['fn']} "
+                     f"P={e['precision']:.2f} R={e['recall']:.2f} F1={e['f1']:.2f} | "
+                     f"{len(pub['sensor_faults'])} sensor fault(s) | policy {_compact(pub.get('policy'))}")
     lines.extend(f"  note: {n}" for n in metrics.get("notes", []))
     return "\n".join(lines)
 
@@ -73,7 +80,8 @@ def write_report(path: Path, metrics: dict[str, Any], run_meta: dict[str, Any], 
         f"{_e(metrics.get('label_ranges'))}.</p>",
         f"<p>{_e(metrics.get('decision'))}.</p>",
         *[f"<p class='note'>{_e(n)}</p>" for n in metrics.get("notes", [])],
-        "<h2>Metrics</h2>", _metrics_table(metrics.get("models", {})),
+        "<h2>What the device publishes</h2>", _published_section(metrics.get("published")),
+        "<h2>Row-level metrics</h2>", _metrics_table(metrics.get("models", {})),
         "<h2>Run settings</h2>", _settings_table(run_meta),
         "<h2>Figures</h2>",
         *[_figure(name, file) for name, file in figures.items()],
@@ -81,6 +89,28 @@ def write_report(path: Path, metrics: dict[str, Any], run_meta: dict[str, Any], 
     ]
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _published_section(pub: dict[str, Any] | None) -> str:
+    """Event metrics of the published events, then one row per event and per sensor fault."""
+    if not pub:
+        return "<p>(not computed)</p>"
+    e = pub["event"]
+    parts = [f"<p>The agent's own pipeline replayed on these rows with the bundle's recommended alert policy "
+             f"<code>{_e(_compact(pub.get('policy')))}</code>: {pub['n_events']} event(s); "
+             f"event precision {_num(e['precision'])}, recall {_num(e['recall'])}, F1 {_num(e['f1'])} "
+             f"(TP {e['tp']}, FP {e['fp']}, FN {e['fn']}). Threshold at the end: "
+             f"<code>{_e(_compact(pub.get('threshold')))}</code>.</p>"]
+    rows = [f"<tr><td>{i + 1}</td><td>{s}</td><td>{t}</td></tr>" for i, (s, t) in enumerate(pub["events"])]
+    if rows:
+        parts.append("<table><tr><th>event</th><th>first row</th><th>last row</th></tr>" + "".join(rows)
+                     + "</table>")
+    faults = [f"<tr><td>{_e(f['fault'])}</td><td>{_e(f['feature'])}</td><td>{f['start_sample']}</td>"
+              f"<td>{f['end_sample']}</td></tr>" for f in pub["sensor_faults"]]
+    if faults:
+        parts.append("<table><tr><th>sensor fault</th><th>feature</th><th>first row</th><th>last row</th></tr>"
+                     + "".join(faults) + "</table>")
+    return "\n".join(parts)
 
 
 def _metrics_table(models: dict[str, Any]) -> str:

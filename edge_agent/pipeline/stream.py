@@ -74,6 +74,8 @@ class StreamingPipeline:
         self.detector = EventDetector(bundle.threshold, settings.policy)
         self.sensor_health = _make_sensor_health(bundle, settings, rate_hz)
         self.log = WindowLog() if log_windows else None
+        # A scorer with score_many (a Keras model on a workstation) gets each run's windows at once.
+        self._batch = getattr(scorer, "score_many", None)
         self.latency = LatencyRing()
         self.samples = 0
         self.windows_scored = 0
@@ -135,15 +137,37 @@ class StreamingPipeline:
             if self.log is not None and len(run.rows):
                 self.log.reset_rows.append(int(run.rows[0]))
         rows, times = run.rows, run.timestamps
+        if self._batch is not None:
+            self._push_run_batched(run, out)
+            return
         for i, window in self.buffer.push_many(run.values):
-            event = self._score_window(window, int(rows[i]), float(times[i]))
+            started = time.perf_counter()
+            result = self.scorer.score(window)
+            self.latency.add(time.perf_counter() - started)
+            event = self._decide(result, int(rows[i]), float(times[i]))
             if event is not None:
                 out.append(self._payload(event))
 
-    def _score_window(self, window: np.ndarray, row: int, stamp: float) -> AlertEvent | None:
+    def _push_run_batched(self, run: CleanRun, out: list[dict[str, Any]]) -> None:
+        """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
+        ends, windows = [], []
+        for i, window in self.buffer.push_many(run.values):
+            ends.append(i)
+            windows.append(window.copy())  # the buffer's view is only valid until the next window
+        if not windows:
+            return
+        assert self._batch is not None
         started = time.perf_counter()
-        result = self.scorer.score(window)
-        self.latency.add(time.perf_counter() - started)
+        results = self._batch(np.stack(windows))
+        per_window = (time.perf_counter() - started) / len(windows)
+        for i, result in zip(ends, results):
+            self.latency.add(per_window)
+            event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
+            if event is not None:
+                out.append(self._payload(event))
+
+    def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
+        """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""
         self.windows_scored += 1
         score = self.smoother.update(result.score)
         anomalous, threshold = self.threshold.decide(score)

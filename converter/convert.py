@@ -1,18 +1,21 @@
 """``vigil convert``: run directory -> checked, parity-proven ``.vigil`` bundle.
 
-For each requested quantization mode: convert (``export.py``), refuse
-non-builtin / loop ops and a batch size other than 1 (``ops.py``), pack the
-bundle and load it back through the device's loader, score the held-out and
-stressed windows through the device's ``Scorer`` in two orders and compare
-with the Keras model (``parity.py``), and time it (``latency.py``). ``auto``
-converts every mode and keeps the fastest passing one (ties within 10% go to
-the smaller file) or, with ``prefer="size"``, the smallest passing one.
+For each requested quantization mode, in a worker process
+(``converter/isolation.py``, so a segfault costs that mode only): convert
+(``export.py``), inspect the flatbuffer and refuse non-builtin / loop ops, a
+batch size other than 1 and degenerate quantization scales (``ops.py``); then,
+in a second worker, pack the bundle, load it back through the device's loader
+and score the held-out and stressed windows through the device's ``Scorer`` in
+two orders against the Keras model (``parity.py``). The modes that passed are
+timed together in interleaved rounds (``latency.py``) and one is chosen by a
+deterministic rule (``choice.py``). This process never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,52 +23,53 @@ from typing import Any
 
 import numpy as np
 
-from converter.export import Exporter, WeightPlanner, quiet
-from converter.latency import measure_latency
+from converter.choice import PREFERENCES, choose, forced_choice
+from converter.export import quiet
+from converter.isolation import CONVERTER, RUNTIME, Isolation, TaskCrashed, TaskFailed
+from converter.latency import Latency
 from converter.manifest import build_manifest
-from converter.mixed import plan_weights
-from converter.ops import inspect_model
-from converter.parity import Reference, check_parity, keras_reference
-from converter.quantize import AUTO, FLOAT32, INT8, INT8_WEIGHTS, MODES, needs_calibration, parity_limits
-from converter.table import DROPPED, KEPT, ModeReport, render_reasons, render_table
-from converter.windows import (
-    WindowSet,
-    calibration_windows,
-    data_windows,
-    evenly,
-    raw_windows,
-    split_train_rows,
-    stressed,
-)
-from edge_agent.bundle import Bundle, pack_bundle, parse_bundle
+from converter.ops import ModelInfo
+from converter.parity import ParityResult
+from converter.quantize import AUTO, INT8, INT8_WEIGHTS, MODES, needs_calibration, parity_limits
+from converter.table import ModeReport, render_reasons, render_table
+from converter.windows import calibration_windows, data_windows, evenly, raw_windows, stressed
+from converter.worker import array_file, model_file
+from edge_agent.bundle import pack_bundle
 from edge_agent.errors import VigilInputError
-from edge_agent.runtime import Scorer
-from trainer.keras_backend import keras
 from trainer.rundir import RunInfo, read_run
 
-PREFERENCES = ("latency", "size")
-TIE_MARGIN = 0.10  # latencies within 10% of the fastest count as a tie
+__all__ = ["ConversionFailed", "ConvertConfig", "ConvertResult", "NoModeSurvived", "choose", "load_run_model",
+           "report_path", "run_convert"]
+
 CALIBRATION_LIMIT = 500
 PARITY_LIMIT = 400  # windows per parity set
 TUNING_WINDOWS = 64  # training windows (plus as many stressed ones) for int8-weights sensitivities
 REPORT_SUFFIX = ".conversion.json"
+PARITY_SETS = ("heldout", "stressed")
 
 
 class ConversionFailed(VigilInputError):
-    """No mode passed the checks; one line, exit code 1 (the input was valid)."""
+    """``vigil verify``: the bundle failed parity; one line, exit code 1 (the input was valid)."""
 
     exit_code = 1
+
+
+class NoModeSurvived(ConversionFailed):
+    """``vigil convert``: every mode crashed, was refused or failed parity; one line, exit code 2."""
+
+    exit_code = 2
 
 
 @dataclass
 class ConvertConfig:
     run: Path
     out: Path
-    quantize: str = AUTO
+    quantize: str = AUTO  # auto, one mode, or a comma-separated list of modes
     calibration: Path | None = None
     prefer: str = "latency"
     force: bool = False
     quiet: bool = False
+    verbose: bool = False
     calibration_limit: int = CALIBRATION_LIMIT
     parity_limit: int = PARITY_LIMIT
     latency_rounds: int = 5
@@ -84,37 +88,45 @@ class ConvertResult:
     reports: list[ModeReport] = field(default_factory=list, repr=False)
 
 
+@dataclass
+class Prepared:
+    """What the parent computed before any worker ran (window counts, calibration provenance)."""
+
+    parity_sets: dict[str, int]
+    calibration_source: str
+    calibration_notes: list[str]
+
+
 def report_path(bundle_path: Path) -> Path:
     """``NAME.vigil`` -> ``NAME.conversion.json`` next to it."""
     return bundle_path.with_name(bundle_path.stem + REPORT_SUFFIX)
 
 
 def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -> ConvertResult:
-    """Convert, check, choose and write; raises :class:`ConversionFailed` when nothing passes."""
+    """Convert, check, choose and write; raises :class:`NoModeSurvived` (exit 2) when nothing passes."""
     say = (lambda _msg: None) if cfg.quiet else (echo or print)
     modes = _check_config(cfg)
-    run = read_run(cfg.run)
-    model = load_run_model(run)
-    references, calibration, calibration_source = _prepare_windows(cfg, run, model)
-    exporter = Exporter(model)
-    planner = _weight_planner(run, model) if INT8_WEIGHTS in modes else None
-    reports = [_convert_mode(exporter, run, mode, calibration, calibration_source, planner) for mode in modes]
-    _evaluate(run, reports, references, cfg.latency_rounds)
+    run = _read_checked_run(cfg.run)
+    with tempfile.TemporaryDirectory(prefix="vigil-convert-") as tmp, Isolation(Path(tmp), cfg.verbose) as iso:
+        prepared = _prepare_windows(cfg, run, iso.job)
+        _references(iso, run, modes)
+        reports = [_convert_and_check(iso, run, mode, prepared, say) for mode in modes]
+        _time_modes(iso, run, reports, cfg.latency_rounds, say)
     chosen = choose(reports, cfg.prefer)
     if chosen is None and cfg.force:
-        chosen = _forced_choice(reports)
-    table = _table_dict(cfg, run, reports, chosen, references, calibration_source)
+        chosen = forced_choice(reports)
+    table = _table_dict(cfg, run, reports, chosen, prepared)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(report_path(cfg.out), (json.dumps(table, indent=2) + "\n").encode())
     say(render_table(reports))
     say(render_reasons(reports))
     if chosen is None:
-        raise ConversionFailed(
-            f"no mode passed ({'; '.join(f'{r.mode}: {r.reason}' for r in reports)}); no bundle written "
-            f"(--force writes one anyway); details in {report_path(cfg.out)}",
+        raise NoModeSurvived(
+            f"no mode survived ({'; '.join(f'{r.mode}: {r.reason}' for r in reports)}); no bundle written "
+            f"(--force writes one when a mode only failed parity); details in {report_path(cfg.out)}",
             file=str(cfg.run),
         )
-    manifest = _manifest_for(run, chosen, calibration_source, references)
+    manifest = _manifest_for(run, chosen, prepared)
     _write_atomic(cfg.out, pack_bundle(manifest, chosen.model_bytes or b""))
     if not chosen.passed:
         say(f"WARNING: {chosen.mode} failed parity; bundle written only because of --force")
@@ -124,6 +136,8 @@ def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -
 
 def load_run_model(run: RunInfo) -> Any:
     """The run's Keras model (TensorFlow imported quietly); a broken file is a one-line error."""
+    from trainer.keras_backend import keras
+
     with quiet():  # TensorFlow's import-time C++ log lines (CUDA probing, oneDNN notes)
         keras()
     try:
@@ -132,205 +146,191 @@ def load_run_model(run: RunInfo) -> Any:
         raise VigilInputError(f"cannot load the model: {_first_line(exc)}", file=str(run.model_path)) from None
 
 
-def _evaluate(run: RunInfo, reports: list[ModeReport], references: list[Reference], rounds: int) -> None:
-    """Parity (two orders) and latency of every usable mode, through the device's Scorer."""
-    scorers = {r.mode: _scorer_for(run, r) for r in reports if r.usable}
-    scorers = {mode: s for mode, s in scorers.items() if s is not None}
-    for r in reports:
-        if r.mode in scorers:
-            r.parity = check_parity(scorers[r.mode], references, run.threshold, parity_limits(r.mode), r.mode)
-    if scorers:
-        timing = measure_latency(scorers, references[0].windows.raw, rounds=rounds)
-        for r in reports:
-            r.latency = timing.get(r.mode)
+def _read_checked_run(path: Path) -> RunInfo:
+    """The run, with the parts the manifest copies validated now: a bad run.json costs no conversion."""
+    run = read_run(path)
+    _ = (run.model_shape, run.detection, run.skill_ratio, run.threshold)
+    return run
 
 
 def _check_config(cfg: ConvertConfig) -> list[str]:
-    if cfg.quantize != AUTO and cfg.quantize not in MODES:
-        raise VigilInputError(
-            f"unknown quantization {cfg.quantize!r}; use auto or one of {', '.join(MODES)}", key="quantize"
-        )
+    if cfg.quantize == AUTO:
+        modes = list(MODES)
+    else:
+        asked = [m.strip() for m in cfg.quantize.split(",") if m.strip()]
+        unknown = [m for m in asked if m not in MODES]
+        if unknown or not asked:
+            raise VigilInputError(
+                f"unknown quantization {(unknown[0] if unknown else cfg.quantize)!r}; use auto or one of "
+                f"{', '.join(MODES)}", key="quantize"
+            )
+        modes = [m for m in MODES if m in asked]  # the fixed order, whatever order was asked
     if cfg.prefer not in PREFERENCES:
         raise VigilInputError(f"unknown preference {cfg.prefer!r}; use latency or size", key="prefer")
     if cfg.calibration is not None and not cfg.calibration.is_file():
         raise VigilInputError("calibration file not found", file=str(cfg.calibration), key="calibration")
     if cfg.out.exists() and cfg.out.is_dir():
         raise VigilInputError("is a directory; give the bundle file name (NAME.vigil)", file=str(cfg.out))
-    return list(MODES) if cfg.quantize == AUTO else [cfg.quantize]
+    return modes
 
 
-def _prepare_windows(
-    cfg: ConvertConfig, run: RunInfo, model: Any
-) -> tuple[list[Reference], np.ndarray, str]:
-    """Parity references (held-out, stressed) and the int8 calibration windows."""
-    fit_rows, heldout_rows = split_train_rows(run)
+def _prepare_windows(cfg: ConvertConfig, run: RunInfo, job: Path) -> Prepared:
+    """Parity sets (held-out, stressed), int8 calibration and int8-weights tuning windows, as NPY files."""
+    fit_rows, heldout_rows = run.split_train_rows()
     heldout = evenly(raw_windows(heldout_rows, run.spec), cfg.parity_limit).astype(np.float32)
     if len(heldout) == 0:
         raise VigilInputError("the run's held-out rows are shorter than one window", file=str(run.path))
-    sets = [WindowSet("heldout", heldout), WindowSet("stressed", stressed(heldout, run.scaler))]
-    references = [keras_reference(model, s, run.scaler, run.score_function, run.score_weights) for s in sets]
+    np.save(array_file(job, "heldout"), heldout)
+    np.save(array_file(job, "stressed"), stressed(heldout, run.scaler))
     if cfg.calibration is not None:
         raw = data_windows(cfg.calibration, run.features, run.spec, None)
-        calibration = np.ascontiguousarray(run.scaler.transform(evenly(raw, cfg.calibration_limit)), np.float32)
         source = str(cfg.calibration)
     else:
-        calibration = calibration_windows(fit_rows, run.scaler, run.spec, cfg.calibration_limit)
+        raw = raw_windows(fit_rows, run.spec)
         source = "run training rows (fit part)"
-    return references, calibration, source
-
-
-def _weight_planner(run: RunInfo, model: Any) -> WeightPlanner:
-    """int8-weights: per-matrix storage from sensitivities measured on training windows."""
-    fit_rows, _ = split_train_rows(run)
+    calibration, notes = calibration_windows(raw, run.scaler, cfg.calibration_limit, run.model_shape.center)
+    np.save(array_file(job, "calibration"), calibration)
     normal = evenly(raw_windows(fit_rows, run.spec), TUNING_WINDOWS).astype(np.float32)
-    tuning = WindowSet("tuning", np.concatenate([normal, stressed(normal, run.scaler)]))
-    reference = keras_reference(model, tuning, run.scaler, run.score_function, run.score_weights)
-
-    def make_scorer(model_bytes: bytes) -> Scorer:
-        return Scorer(_bundle_for(run, ModeReport(mode=FLOAT32, model_bytes=model_bytes)))
-
-    def planner(float32_bytes: bytes) -> tuple[bytes, list[str]]:
-        mixed = plan_weights(float32_bytes, make_scorer, tuning.raw, reference.keras_scores)
-        return mixed.result.model_bytes, mixed.notes()
-
-    return planner
+    np.save(array_file(job, "tuning"), np.concatenate([normal, stressed(normal, run.scaler)]))
+    counts = {name: int(len(heldout)) for name in PARITY_SETS}
+    return Prepared(parity_sets=counts, calibration_source=source, calibration_notes=notes)
 
 
-def _convert_mode(
-    exporter: Exporter, run: RunInfo, mode: str, calibration: np.ndarray, calibration_source: str,
-    planner: WeightPlanner | None = None,
+def _references(iso: Isolation, run: RunInfo, modes: list[str]) -> None:
+    """Keras scores of the parity (and tuning) windows, computed in the converter worker."""
+    sets = [*PARITY_SETS, *(["tuning"] if INT8_WEIGHTS in modes else [])]
+    try:
+        iso.call(CONVERTER, {"task": "references", "run": str(run.path), "sets": sets})
+    except (TaskCrashed, TaskFailed) as exc:
+        raise NoModeSurvived(f"no mode converted: scoring the parity windows with the Keras model failed: "
+                             f"{exc.reason}", file=str(run.path)) from None
+
+
+def _convert_and_check(
+    iso: Isolation, run: RunInfo, mode: str, prepared: Prepared, say: Callable[[str], None]
 ) -> ModeReport:
+    """One mode: convert (converter worker), inspect, parity (runtime worker); one line at each end."""
+    say(f"mode {mode}: converting")
     report = ModeReport(mode=mode)
     try:
-        export = exporter.export(mode, calibration if needs_calibration(mode) else None, planner)
-    except Exception as exc:  # noqa: BLE001 - any converter crash just drops this mode
-        report.problems.append(f"conversion failed: {type(exc).__name__}: {_first_line(exc)}")
+        result = iso.call(CONVERTER, {"task": "convert", "run": str(run.path), "mode": mode, "plan_weights": True})
+    except (TaskCrashed, TaskFailed, VigilInputError) as exc:  # the run itself loaded in _references
+        report.problems.append(_conversion_problem(exc))
+        report.log_tail = getattr(exc, "log_tail", [])
+        say(f"mode {mode}: dropped - {report.problems[-1]}")
         return report
-    report.model_bytes = export.model_bytes
-    report.convert_seconds = export.seconds
-    report.notes = list(export.notes)
+    report.model_bytes = model_file(iso.job, mode).read_bytes()
+    report.convert_seconds = float(result["seconds"])
+    report.notes = list(result["notes"])
     if needs_calibration(mode):
-        report.notes.append(f"calibrated on {len(calibration)} windows from {calibration_source}")
-    info = inspect_model(export.model_bytes)
-    report.ops = info.ops
-    report.io = info.io
+        report.notes.append(f"calibrated on windows from {prepared.calibration_source}")
+        report.notes.extend(prepared.calibration_notes)
+    info = ModelInfo.from_dict(result["info"])
+    report.ops, report.io, report.info = info.ops, info.io, info
     report.problems.extend(info.problems(run.spec.window, len(run.features)))
+    if not report.problems:
+        _check(iso, run, report)
+    say(_progress_line(report))
     return report
 
 
-def _bundle_for(run: RunInfo, report: ModeReport, conversion: dict[str, Any] | None = None) -> Bundle:
-    """Pack and re-load through the device's loader: parity runs on what the device will read."""
-    assert report.model_bytes is not None
-    info = inspect_model(report.model_bytes)
-    manifest = build_manifest(run, report.mode, report.model_bytes, info, {"notes": report.notes}, conversion or {})
-    return parse_bundle(pack_bundle(manifest, report.model_bytes), f"<{report.mode} bundle>")
+def _conversion_problem(exc: TaskCrashed | TaskFailed | VigilInputError) -> str:
+    if isinstance(exc, TaskCrashed):
+        return exc.reason
+    return f"conversion failed: {exc.reason if isinstance(exc, TaskFailed) else str(exc)}"
 
 
-def _scorer_for(run: RunInfo, report: ModeReport) -> Scorer | None:
+def _check(iso: Isolation, run: RunInfo, report: ModeReport) -> None:
+    """Parity in the runtime worker: an interpreter crash (e.g. in allocate_tensors) drops the mode."""
+    assert report.info is not None
+    req = {"task": "check", "run": str(run.path), "mode": report.mode, "sets": list(PARITY_SETS),
+           "threshold": run.threshold, "limits": parity_limits(report.mode).to_dict(),
+           "info": {report.mode: report.info.to_dict()}, "notes": {report.mode: report.notes}}
     try:
-        return Scorer(_bundle_for(run, report))
-    except VigilInputError as exc:  # e.g. the runtime cannot load the model
-        report.problems.append(f"edge runtime refused it: {exc.detail}")
-        return None
+        report.parity = ParityResult.from_dict(iso.call(RUNTIME, req))
+    except TaskCrashed as exc:
+        report.problems.append(f"{exc.reason} during the parity check")
+        report.log_tail = exc.log_tail
+    except (TaskFailed, VigilInputError) as exc:
+        reason = exc.reason if isinstance(exc, TaskFailed) else exc.detail
+        report.problems.append(f"edge runtime refused it: {reason}")
 
 
-def choose(reports: list[ModeReport], prefer: str = "latency") -> ModeReport | None:
-    """Pick the mode to ship and record for every mode why it was kept or dropped."""
-    for r in reports:
-        r.status = DROPPED
-        if r.problems:
-            r.reason = "; ".join(r.problems)
-        elif r.parity is None:
-            r.reason = "not checked"
-        elif not r.parity.passed:
-            r.reason = "parity failed: " + "; ".join(r.parity.reasons)
-    passing = [r for r in reports if r.passed and r.latency is not None]
-    if not passing:
-        return None
-    if prefer == "size":
-        chosen = min(passing, key=lambda r: (r.size_bytes, r.latency.median_ms))  # type: ignore[union-attr]
-        chosen.reason = f"smallest passing file ({chosen.size_bytes:,} bytes; --prefer size)"
-    else:
-        fastest = min(passing, key=lambda r: r.latency.median_ms)  # type: ignore[union-attr]
-        limit = fastest.latency.median_ms * (1 + TIE_MARGIN)  # type: ignore[union-attr]
-        tied = [r for r in passing if r.latency.median_ms <= limit]  # type: ignore[union-attr]
-        chosen = min(tied, key=lambda r: (r.size_bytes, r.latency.median_ms))  # type: ignore[union-attr]
-        if chosen is fastest and len(tied) == 1:
-            chosen.reason = f"lowest median latency ({_ms(chosen)}), parity passed"
-        elif chosen is fastest:
-            chosen.reason = f"lowest median latency ({_ms(chosen)}) and smallest of the modes within 10% of it"
-        else:
-            chosen.reason = (f"within 10% of the fastest ({fastest.mode} {_ms(fastest)}: {_ms(chosen)}) "
-                             f"and smaller ({chosen.size_bytes:,} vs {fastest.size_bytes:,} bytes)")
-    chosen.status = KEPT
-    for r in passing:
-        if r is not chosen:
-            r.reason = _why_not(r, chosen, prefer)
-    return chosen
+def _progress_line(report: ModeReport) -> str:
+    size = "-" if report.size_bytes is None else f"{report.size_bytes:,} bytes"
+    if report.problems:
+        return f"mode {report.mode}: {size}, dropped - {'; '.join(report.problems)}"
+    assert report.parity is not None
+    worst = report.parity.worst()
+    verdict = "pass" if report.parity.passed else "FAIL (" + "; ".join(report.parity.reasons) + ")"
+    return (f"mode {report.mode}: {size}, parity {verdict}, worst spearman {worst['spearman']:.5f}, "
+            f"{100 * worst['flipped_share']:.2f}% flipped")
 
 
-def _why_not(r: ModeReport, chosen: ModeReport, prefer: str) -> str:
-    assert r.latency is not None and chosen.latency is not None
-    ratio = r.latency.median_ms / chosen.latency.median_ms if chosen.latency.median_ms > 0 else float("inf")
-    size = f"{r.size_bytes:,} vs {chosen.size_bytes:,} bytes"
-    if prefer == "size":
-        return f"parity passed but larger than {chosen.mode} ({size})"
-    if ratio > 1 + TIE_MARGIN:
-        return f"parity passed but {ratio:.2f}x the latency of {chosen.mode} ({_ms(r)} vs {_ms(chosen)})"
-    return f"parity passed, latency within 10% of {chosen.mode}, but larger ({size})"
+def _time_modes(
+    iso: Isolation, run: RunInfo, reports: list[ModeReport], rounds: int, say: Callable[[str], None]
+) -> None:
+    """Interleaved latency rounds of every checked mode; after a crash, each mode alone."""
+    checked = [r for r in reports if r.usable and r.parity is not None]
+    if not checked:
+        return
+    try:
+        timing = _latency(iso, run, checked, rounds)
+    except (TaskCrashed, TaskFailed):
+        timing = {}
+        for r in checked:  # find the culprit: time each mode in its own worker
+            try:
+                timing.update(_latency(iso, run, [r], rounds))
+            except (TaskCrashed, TaskFailed) as exc:
+                r.problems.append(f"{exc.reason} while timing")
+    for r in checked:
+        r.latency = timing.get(r.mode)
+    base = next((r.latency for r in checked if r.mode == "float32" and r.latency is not None), None)
+    for r in checked:
+        if r.latency is not None:
+            vs = f" ({r.latency.median_ms / base.median_ms:.2f}x float32)" if base and base.median_ms > 0 else ""
+            say(f"mode {r.mode}: {r.latency.median_ms:.3f} ms per window, median of {rounds} interleaved "
+                f"rounds{vs}")
 
 
-def _forced_choice(reports: list[ModeReport]) -> ModeReport | None:
-    """--force: the usable mode with the best worst-set Spearman (ops must still be builtin)."""
-    usable = [r for r in reports if r.usable and r.parity is not None]
-    if not usable:
-        return None
-    chosen = max(usable, key=lambda r: np.nan_to_num(r.parity.worst()["spearman"], nan=-1.0))  # type: ignore[union-attr]
-    chosen.status = KEPT
-    chosen.reason = f"FORCED despite failing parity ({chosen.reason})"
-    return chosen
+def _latency(iso: Isolation, run: RunInfo, reports: list[ModeReport], rounds: int) -> dict[str, Latency]:
+    req = {"task": "latency", "run": str(run.path), "modes": [r.mode for r in reports], "windows": "heldout",
+           "rounds": rounds, "info": {r.mode: r.info.to_dict() for r in reports if r.info is not None},
+           "notes": {r.mode: r.notes for r in reports}}
+    return {mode: Latency.from_dict(t) for mode, t in iso.call(RUNTIME, req).items()}
 
 
-def _ms(r: ModeReport) -> str:
-    return "-" if r.latency is None else f"{r.latency.median_ms:.3f} ms"
-
-
-def _manifest_for(
-    run: RunInfo, chosen: ModeReport, calibration_source: str, references: list[Reference]
-) -> dict[str, Any]:
-    assert chosen.model_bytes is not None
-    info = inspect_model(chosen.model_bytes)
+def _manifest_for(run: RunInfo, chosen: ModeReport, prepared: Prepared) -> dict[str, Any]:
+    assert chosen.model_bytes is not None and chosen.info is not None
     details: dict[str, Any] = {"notes": chosen.notes}
     if chosen.mode == INT8:
-        details["calibration"] = calibration_source
+        details["calibration"] = prepared.calibration_source
     conversion = {
         "chosen_because": chosen.reason,
         "parity": None if chosen.parity is None else chosen.parity.to_dict(),
         "latency_ms": None if chosen.latency is None else chosen.latency.to_dict(),
-        "parity_sets": {ref.windows.name: int(len(ref.windows.raw)) for ref in references},
+        "parity_sets": prepared.parity_sets,
     }
-    return build_manifest(run, chosen.mode, chosen.model_bytes, info, details, conversion)
+    return build_manifest(run, chosen.mode, chosen.model_bytes, chosen.info, details, conversion)
 
 
 def _table_dict(
-    cfg: ConvertConfig,
-    run: RunInfo,
-    reports: list[ModeReport],
-    chosen: ModeReport | None,
-    references: list[Reference],
-    calibration_source: str,
+    cfg: ConvertConfig, run: RunInfo, reports: list[ModeReport], chosen: ModeReport | None, prepared: Prepared
 ) -> dict[str, Any]:
+    from converter.choice import LATENCY_MARGIN
+
     return {
         "run": str(run.path),
         "bundle": None if chosen is None else str(cfg.out),
         "requested": cfg.quantize,
         "prefer": cfg.prefer,
+        "latency_margin": LATENCY_MARGIN,
         "force": cfg.force,
         "chosen": None if chosen is None else chosen.mode,
         "threshold": run.threshold,
-        "calibration": calibration_source,
-        "parity_sets": {ref.windows.name: int(len(ref.windows.raw)) for ref in references},
-        "latency_windows": int(len(references[0].windows.raw)),
+        "calibration": prepared.calibration_source,
+        "parity_sets": prepared.parity_sets,
+        "latency_windows": prepared.parity_sets["heldout"],
         "modes": [r.to_dict() for r in reports],
     }
 

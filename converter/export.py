@@ -1,7 +1,8 @@
 """tf_keras autoencoder -> TFLite flatbuffer, one quantization mode at a time.
 
-The model is rebuilt with batch size 1 (``trainer.model.with_batch_size``) and
-traced once into a concrete function that the converter reuses for every mode.
+The model is cloned with batch size 1 (its own config, checked against the
+run's recorded ``trainer.rundir.ModelShape``; nothing is parsed from layer
+names) and traced once into a concrete function that the converter reuses for every mode.
 The function is wrapped in a bare ``tf.Module`` that holds only the variables:
 handing the converter the Keras model itself makes it re-trace every layer
 for a SavedModel export (~12 s per conversion instead of ~1 s).
@@ -28,7 +29,7 @@ from converter.lstm_clip import unclip_lstm_cells
 from converter.quantize import FLOAT32, INT8_WEIGHTS, configure
 from converter.weight_quant import quantize_weights_int8
 from trainer.keras_backend import tensorflow
-from trainer.model import with_batch_size
+from trainer.rundir import ModelShape
 
 
 WeightPlanner = Callable[[bytes], tuple[bytes, list[str]]]
@@ -45,11 +46,12 @@ class Export:
 class Exporter:
     """Converts one trained model into every requested mode."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, shape: ModelShape, verbose: bool = False) -> None:
         tf = tensorflow()
-        self.window = int(model.input_shape[1])
-        self.n_features = int(model.input_shape[2])
-        self._fixed = with_batch_size(model, 1)
+        self.window = shape.window
+        self.n_features = shape.n_features
+        self.verbose = verbose
+        self._fixed = batch_one(model, shape)
         holder = tf.Module()
         holder.variables_ = list(self._fixed.variables)
         fixed = self._fixed
@@ -99,20 +101,47 @@ class Exporter:
         tf = tensorflow()
         converter = tf.lite.TFLiteConverter.from_concrete_functions([self._function], self._holder)
         configure(converter, mode, calibration)
-        with quiet():
+        with quiet(enabled=not self.verbose):
             return bytes(converter.convert())
 
 
+def batch_one(model: Any, shape: ModelShape) -> Any:
+    """``model`` with batch size 1 (what TFLite needs), weights copied.
+
+    The architecture is cloned from the model's own config (so a layer the
+    trainer adds, like the level pass-through of ``center``, comes along);
+    the run's recorded shape must match the model's input.
+    """
+    from trainer.keras_backend import keras
+
+    expected = (shape.window, shape.n_features)
+    if tuple(int(v) for v in model.input_shape[1:]) != expected:
+        raise ValueError(f"model input {list(model.input_shape[1:])} differs from run.json's window/features "
+                         f"{list(expected)}")
+    k = keras()
+    fixed = k.models.clone_model(model, input_tensors=k.Input(shape=expected, batch_size=1, name="window"))
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
 @contextlib.contextmanager
-def quiet() -> Any:
+def quiet(enabled: bool = True) -> Any:
     """Silence the converter's chatter ("fully_quantize: 0, ...") and warnings.
 
     The MLIR converter prints from C++ straight to file descriptors 1 and 2,
     which ``contextlib.redirect_stdout`` cannot catch, so the descriptors
-    themselves are pointed at /dev/null for the duration.
+    themselves are pointed at /dev/null for the duration. Conversions run in a
+    worker process whose fd 2 is a log file (``converter/isolation.py``);
+    faulthandler keeps writing a crash report there, because it was enabled on
+    that file before anything was silenced and is re-pointed at it here.
     """
+    import faulthandler
     import sys
     import warnings
+
+    if not enabled:
+        yield
+        return
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,13 +153,18 @@ def quiet() -> Any:
                     stream.flush()
             saved_fds = [os.dup(1), os.dup(2)]
             devnull = os.open(os.devnull, os.O_WRONLY)
+            crash_report = faulthandler.is_enabled()
             try:
+                if crash_report:  # a segfault's traceback goes to the real fd 2, not /dev/null
+                    faulthandler.enable(file=saved_fds[1], all_threads=True)
                 os.dup2(devnull, 1)
                 os.dup2(devnull, 2)
                 yield
             finally:
                 os.dup2(saved_fds[0], 1)
                 os.dup2(saved_fds[1], 2)
+                if crash_report:
+                    faulthandler.enable(file=2, all_threads=True)
                 for fd in (*saved_fds, devnull):
                     os.close(fd)
                 if saved_level is None:

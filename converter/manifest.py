@@ -13,7 +13,7 @@ from typing import Any
 
 from converter.ops import ModelInfo
 from converter.quantize import MODE_DESCRIPTIONS
-from edge_agent.bundle import BUNDLE_FORMAT, MODEL_ENTRY, sha256_hex
+from edge_agent.bundle import BUNDLE_FORMAT, MODEL_ENTRY, Bundle, pack_bundle, parse_bundle, sha256_hex
 from trainer.rundir import RunInfo
 
 
@@ -49,7 +49,8 @@ def build_manifest(
     threshold["value"] = float(threshold["value"])
     threshold.setdefault("strategy", "unknown")
     model_meta = meta.get("model", {}) or {}
-    return {
+    shape = run.model_shape
+    manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "model_id": model_id(run, sha),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -73,8 +74,11 @@ def build_manifest(
             "file": MODEL_ENTRY,
             "sha256": sha,
             "bytes": len(model_bytes),
-            "kind": model_meta.get("kind"),
-            "units": model_meta.get("units"),
+            "kind": shape.kind,
+            "units": list(shape.units),
+            "layers": shape.layers,
+            "center": shape.center,
+            "loss": model_meta.get("loss"),
             "batch_size": 1,
         },
         "source_run": {
@@ -86,6 +90,19 @@ def build_manifest(
         "conversion": conversion,
         "versions": library_versions(),
     }
+    detection = run.detection
+    if detection is not None:  # the trainer's settings, verbatim (contract in the team brief)
+        manifest["detection"] = detection
+    skill = run.skill_ratio
+    if skill is not None:
+        manifest["training"] = {"skill_ratio": skill}
+    return manifest
+
+
+def bundle_for(run: RunInfo, mode: str, model_bytes: bytes, info: ModelInfo, notes: list[str]) -> Bundle:
+    """Pack and re-load through the device's loader: parity runs on what the device will read."""
+    manifest = build_manifest(run, mode, model_bytes, info, {"notes": notes}, {})
+    return parse_bundle(pack_bundle(manifest, model_bytes), f"<{mode} bundle>")
 
 
 def _io_entry(tensor: dict[str, Any]) -> dict[str, Any]:

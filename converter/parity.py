@@ -77,6 +77,12 @@ class ParityResult:
             "sets": [asdict(s) for s in self.sets],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ParityResult":
+        """Inverse of :meth:`to_dict` (the check runs in a worker process and reports JSON)."""
+        limits = ParityLimits(float(data["limits"]["min_spearman"]), float(data["limits"]["max_flipped"]))
+        return cls(mode=str(data["mode"]), limits=limits, sets=[SetParity(**s) for s in data["sets"]])
+
 
 def keras_reference(model: Any, windows: WindowSet, scaler: Scaler, fn: str, weights: list[float] | None) -> Reference:
     scaled = scaler.transform(windows.raw)

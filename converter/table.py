@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from converter.latency import Latency
+from converter.ops import ModelInfo
 from converter.parity import ParityResult
 
 KEPT = "kept"
@@ -30,6 +31,8 @@ class ModeReport:
     parity: ParityResult | None = None
     status: str = DROPPED
     reason: str = ""
+    info: ModelInfo | None = field(default=None, repr=False)
+    log_tail: list[str] = field(default_factory=list, repr=False)  # the worker's last log lines after a crash
 
     @property
     def size_bytes(self) -> int | None:
@@ -57,6 +60,7 @@ class ModeReport:
             "notes": self.notes,
             "latency_ms": None if self.latency is None else self.latency.to_dict(),
             "parity": None if self.parity is None else {**self.parity.to_dict(), "worst": worst},
+            **({"crash_log": self.log_tail} if self.log_tail else {}),
         }
 
 

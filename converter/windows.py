@@ -2,7 +2,8 @@
 
 * calibration (int8 only): normal *training* windows, or ``--calibration DATA``.
 * ``heldout``: normal windows the model did not train on (the tail of the
-  run's training rows that the fit held out for validation).
+  run's training rows that the fit held out for validation; the split is the
+  run format's, ``RunInfo.split_train_rows``, not a copy here).
 * ``stressed``: the held-out windows with deterministic, anomaly-like changes
   (noise, a spike, a level shift, a larger amplitude). Normal windows alone
   never probe the range above the threshold, where a quantized model that
@@ -22,10 +23,9 @@ import numpy as np
 
 from edge_agent.core import Scaler, WindowSpec, sliding_windows
 from edge_agent.errors import VigilInputError
-from trainer.rundir import RunInfo
 
-DEFAULT_HELDOUT_FRACTION = 0.2
 STRESS_SEED = 20240917
+MIN_CALIBRATION_RANGE = 1e-3  # scaled units: minmax maps the training range to [0, 1]
 
 
 @dataclass
@@ -42,38 +42,36 @@ def evenly(windows: np.ndarray, limit: int) -> np.ndarray:
     return np.ascontiguousarray(windows[idx])
 
 
-def heldout_fraction(run: RunInfo) -> float:
-    """Share of the training rows the fit kept for validation (tail of the rows)."""
-    training = run.meta.get("training", {}) or {}
-    for key in ("validation_fraction", "val_fraction", "validation_split"):
-        value = training.get(key)
-        if isinstance(value, (int, float)) and 0 < value < 1:
-            return float(value)
-    return DEFAULT_HELDOUT_FRACTION
-
-
-def split_train_rows(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
-    """(rows the model trained on, held-out rows) of the run's training rows."""
-    rows = np.asarray(run.train_rows(), dtype=np.float64)
-    if rows.ndim == 1:
-        rows = rows[:, None]
-    n_heldout = int(round(len(rows) * heldout_fraction(run)))
-    window = run.spec.window
-    # Keep at least a few windows on each side, whatever the fraction.
-    n_heldout = min(max(n_heldout, window + 8), max(len(rows) - window, 0))
-    return rows[: len(rows) - n_heldout], rows[len(rows) - n_heldout :]
-
-
 def raw_windows(rows: np.ndarray, spec: WindowSpec) -> np.ndarray:
     """All windows as a read-only *view* (no copy: a long file has window-times more
     window values than rows); :func:`evenly` copies only the windows it keeps."""
     return sliding_windows(np.asarray(rows, np.float32), spec)
 
 
-def calibration_windows(rows: np.ndarray, scaler: Scaler, spec: WindowSpec, limit: int) -> np.ndarray:
-    """Scaled windows for the int8 representative data set."""
-    windows = evenly(raw_windows(rows, spec), limit)
-    return np.ascontiguousarray(scaler.transform(windows), dtype=np.float32)
+def calibration_windows(
+    raw: np.ndarray, scaler: Scaler, limit: int, center: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """Scaled windows for the int8 representative data set, and notes on what was added.
+
+    Constant training data scales to one value, so every activation range the
+    converter calibrates has zero width; it then writes subnormal scales
+    (4.6e-41 measured) that make the integer LSTM kernel crash in
+    ``allocate_tensors``, and even without a crash int8 would clip every
+    departure from the constant, which is the anomaly. A flat calibration set
+    therefore gets its anomaly-like variants (:func:`stressed`) added. With
+    ``center`` (the model subtracts each window's mean first) flat *windows*
+    are what matters, whatever their levels.
+    """
+    picked = evenly(raw, limit)
+    scaled = np.asarray(scaler.transform(picked), dtype=np.float32)
+    notes: list[str] = []
+    seen = scaled - scaled.mean(axis=1, keepdims=True) if center else scaled
+    if len(scaled) and float(np.ptp(seen)) < MIN_CALIBRATION_RANGE:
+        variants = np.asarray(scaler.transform(stressed(picked, scaler)), dtype=np.float32)
+        notes.append(f"calibration windows are flat (range {float(np.ptp(seen)):.3g} after scaling); "
+                     f"added {len(variants)} anomaly-like variants so int8 ranges have non-zero width")
+        scaled = np.concatenate([scaled, variants])
+    return np.ascontiguousarray(scaled, dtype=np.float32), notes
 
 
 def stressed(raw: np.ndarray, scaler: Scaler, seed: int = STRESS_SEED) -> np.ndarray:

@@ -9,11 +9,13 @@ else tflite-runtime (armv7l); never TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -130,10 +132,15 @@ class Scorer:
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    """Hide the runtime's C++ banner ("INFO: Created TensorFlow Lite XNNPACK delegate").
+    """Hide the runtime's C++ banner ("INFO: Created TensorFlow Lite XNNPACK delegate") but no crash report.
 
-    It is written straight to file descriptor 2, so only re-pointing the
-    descriptor for the moment the interpreter is built removes it; load errors
+    The banner is written straight to file descriptor 2, so fd 2 points at a
+    temporary file while the interpreter is built; afterwards every captured
+    line except ``INFO:`` lines is written back to the real stderr, so a
+    native error message is still seen. A segfault inside the interpreter
+    (``allocate_tensors`` has crashed on degenerate int8 models) would lose
+    its report in that file, so for the same moment faulthandler writes to
+    the real stderr (enabled just for the moment if it was off). Load errors
     still arrive as Python exceptions with their message.
     """
     try:
@@ -142,14 +149,33 @@ def _native_stderr_silenced() -> Iterator[None]:
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded use): leave it alone
         yield
         return
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    capture = tempfile.TemporaryFile()
+    was_enabled = faulthandler.is_enabled()
     try:
-        os.dup2(devnull, 2)
+        faulthandler.enable(file=saved, all_threads=True)
+        os.dup2(capture.fileno(), 2)
         yield
     finally:
         os.dup2(saved, 2)
+        if was_enabled:  # the previous file is not queryable; fd 2 is where it normally points
+            faulthandler.enable(file=2, all_threads=True)
+        else:
+            faulthandler.disable()
         os.close(saved)
-        os.close(devnull)
+        _replay_native_lines(capture)
+
+
+def _replay_native_lines(capture: IO[bytes]) -> None:
+    """Write what the runtime printed, except its INFO banner, to the real stderr."""
+    try:
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", "replace").splitlines()
+    finally:
+        capture.close()
+    kept = [line for line in lines if line.strip() and not line.startswith("INFO:")]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
+        sys.stderr.flush()
 
 
 def _make_interpreter(interpreter_class: type, bundle: Bundle, num_threads: int) -> Any:

@@ -87,6 +87,11 @@ class SensorHealthMonitor:
             track.event, track.last_true = None, -1
 
     @property
+    def samples_to_next_check(self) -> int:
+        """Samples until the chunk being filled is judged (the pipeline cuts blocks there)."""
+        return self.settings.check_samples - self._pending_count
+
+    @property
     def open_events(self) -> list[SensorFaultEvent]:
         return [t.event for t in self._all_tracks() if t.event is not None]
 

@@ -21,7 +21,7 @@ from edge_agent.alerts import AlertEvent, CloseReason, EventDetector, EventPhase
 from edge_agent.bundle import Bundle
 from edge_agent.core import Ewma, WindowBuffer
 from edge_agent.health import LatencyRing
-from edge_agent.payload import alert_payload
+from edge_agent.payload import alert_payload, sensor_fault_payload
 from edge_agent.pipeline.settings import PipelineSettings
 from edge_agent.pipeline.thresholds import ThresholdDecider, make_threshold
 from edge_agent.quality import CleanRun, SampleQuality
@@ -70,7 +70,7 @@ class StreamingPipeline:
                                      policy=settings.quality_policy, rate_hz=rate_hz)
         self.buffer = WindowBuffer(bundle.spec, bundle.n_features)
         self.smoother = Ewma(settings.smoothing_alpha)
-        self.threshold: ThresholdDecider = make_threshold(bundle, settings)
+        self.threshold: ThresholdDecider = make_threshold(bundle, settings, rate_hz)
         self.detector = EventDetector(bundle.threshold, settings.policy)
         self.sensor_health = _make_sensor_health(bundle, settings, rate_hz)
         self.log = WindowLog() if log_windows else None
@@ -97,10 +97,17 @@ class StreamingPipeline:
         self.row = first_row + n
         self.samples += n
         out: list[dict[str, Any]] = []
-        if self.sensor_health is not None:
-            out.extend(self._sensor_payloads(self.sensor_health.process(block, first_row)))
-        for run in self.quality.clean(block, first_row):
-            self._push_run(run, out)
+        if self.sensor_health is None:
+            for run in self.quality.clean(block, first_row):
+                self._push_run(run, out)
+            return out
+        # Cut the block where the sensor checks judge a chunk, and score each piece before its
+        # checks: the events then come out in the same order however the source cuts its reads.
+        for piece, row in _pieces(block, first_row, self.sensor_health.samples_to_next_check,
+                                  self.sensor_health.settings.check_samples):
+            for run in self.quality.clean(piece, row):
+                self._push_run(run, out)
+            out.extend(self._sensor_payloads(self.sensor_health.process(piece, row)))
         return out
 
     def finish(self, reason: CloseReason = CloseReason.END_OF_STREAM) -> list[dict[str, Any]]:
@@ -181,19 +188,31 @@ class StreamingPipeline:
         self.alerts_emitted += 1
         payload = alert_payload(event, device_id=self.settings.device_id, model_id=self.bundle.model_id,
                                 feature_names=self.bundle.features, top=self.settings.top_features)
-        if event.close_reason is not None:
-            payload.setdefault("close_reason", event.close_reason.value)
         return payload
 
     def _sensor_payloads(self, events: list[Any]) -> list[dict[str, Any]]:
-        from edge_agent.payload import sensor_fault_payload  # type: ignore[attr-defined]
-
         out = []
         for event in events:
             self.alerts_emitted += 1
             out.append(sensor_fault_payload(event, device_id=self.settings.device_id,
                                             model_id=self.bundle.model_id))
         return out
+
+
+def _pieces(block: SampleBlock, first_row: int, first: int, size: int) -> list[tuple[SampleBlock, int]]:
+    """``block`` split after ``first`` samples and then every ``size``; the gap stays with the first piece."""
+    n = len(block)
+    if n <= first:
+        return [(block, first_row)]
+    cuts = [0, *range(first, n, size), n]
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if a == b:
+            continue
+        valid = None if block.valid is None else block.valid[a:b]
+        piece = SampleBlock(block.values[a:b], block.timestamps[a:b], valid, block.gap_before if a == 0 else 0)
+        out.append((piece, first_row + a))
+    return out
 
 
 def _make_sensor_health(bundle: Bundle, settings: PipelineSettings, rate_hz: float | None) -> Any:

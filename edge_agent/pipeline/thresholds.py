@@ -10,6 +10,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from edge_agent.bundle import Bundle
+from edge_agent.detection.factory import dynamic_threshold_for
+from edge_agent.detection.factory import sensor_health_for as monitor_for
+from edge_agent.detection.settings import DetectionSettings
+from edge_agent.detection.stats import feature_stats_from_json
+from edge_agent.errors import VigilInputError
 from edge_agent.pipeline.settings import PipelineSettings
 
 
@@ -39,10 +44,38 @@ class StaticThreshold:
         return {"kind": self.kind, "value": self.limit}
 
 
-def make_threshold(bundle: Bundle, settings: PipelineSettings) -> ThresholdDecider:
-    limit = bundle.threshold * settings.policy.sensitivity
-    return StaticThreshold(limit)
+def detection_settings(bundle: Bundle) -> tuple[DetectionSettings | None, Any]:
+    """The manifest's ``detection`` section parsed (None for a bundle without one) and its feature stats."""
+    raw = bundle.detection
+    if raw is None:
+        return None, None
+    raw = dict(raw)
+    stats = raw.pop("feature_stats", None)
+    try:
+        settings = DetectionSettings.from_dict(raw)
+        features = feature_stats_from_json(stats, bundle.features) if stats is not None else None
+    except VigilInputError as exc:
+        raise VigilInputError(exc.detail, file=bundle.path, key=exc.key) from None
+    return settings, features
+
+
+def make_threshold(bundle: Bundle, settings: PipelineSettings, rate_hz: float | None = None) -> ThresholdDecider:
+    """The bundle's dynamic threshold above its static floor when it ships one and the config allows it.
+
+    A bundle without a ``detection`` section (made before it existed) keeps
+    the static threshold it was validated with.
+    """
+    floor = bundle.threshold * settings.policy.sensitivity
+    detection, _ = detection_settings(bundle)
+    if detection is None or not settings.dynamic_threshold:
+        return StaticThreshold(floor)
+    dynamic = dynamic_threshold_for(detection, floor, bundle.spec.hop, rate_hz or bundle.sampling_rate_hz)
+    return StaticThreshold(floor) if dynamic is None else dynamic
 
 
 def sensor_health_for(bundle: Bundle, rate_hz: float | None) -> Any:
-    return None
+    """The bundle's sensor-health monitor (None without training statistics or when disabled)."""
+    detection, features = detection_settings(bundle)
+    if detection is None:
+        return None
+    return monitor_for(detection, features)

@@ -10,21 +10,26 @@ is reported as a one-line reason (``converter crashed (SIGSEGV) in convert
 worker's log (its fd 2, where faulthandler writes the crash's traceback), and
 a fresh worker takes the next task.
 
-Workers are persistent (one TensorFlow import for all modes, ~6 s) and
-replaced only after a crash. Two are used: a *converter* worker (TensorFlow,
-the Keras model, the exporter) and a *runtime* worker (interpreter only, starts
-in ~0.3 s) for the parity checks and the interleaved latency rounds, so an
-interpreter crash does not cost a TensorFlow restart.
+Workers are persistent (one TensorFlow import for all modes and for every
+later conversion in the same process, ~6 s each) and replaced only after a
+crash; they exit when this process does (their stdin closes). Two kinds are
+used: a *converter* worker (TensorFlow, the Keras model, the exporter) and a
+*runtime* worker (interpreter only, starts in ~0.3 s) for the parity checks
+and the interleaved latency rounds, so an interpreter crash does not cost a
+TensorFlow restart.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -94,6 +99,7 @@ class WorkerProcess:
     """One live worker: send a request, wait for its answer or its death."""
 
     def __init__(self, spec: WorkerSpec, log_path: Path, verbose: bool) -> None:
+        """Start ``python -m converter.worker``; ``verbose`` keeps TensorFlow's C++ log level."""
         self.spec = spec
         self.log_path = log_path
         self.verbose = verbose
@@ -119,7 +125,7 @@ class WorkerProcess:
         return self._proc.poll() is None
 
     def request(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """The task's result; raises :class:`TaskCrashed` or :class:`TaskFailed`."""
+        """The task's result; raises :class:`TaskCrashed` (worker gone) or :class:`TaskFailed`."""
         try:
             assert self._proc.stdin is not None
             self._proc.stdin.write((json.dumps(req) + "\n").encode())
@@ -194,39 +200,72 @@ CONVERTER = WorkerSpec("converter", "converter")
 RUNTIME = WorkerSpec("runtime", "interpreter")
 
 
+class _Pool:
+    """Live workers by (kind, verbose), shared by every conversion in this process."""
+
+    def __init__(self) -> None:
+        self.workers: dict[tuple[str, bool], WorkerProcess] = {}
+        self.started = 0
+        self._log_dir: Path | None = None
+
+    def get(self, spec: WorkerSpec, verbose: bool) -> WorkerProcess:
+        key = (spec.name, verbose)
+        worker = self.workers.get(key)
+        if worker is None or not worker.alive:
+            if worker is not None:
+                worker.close()
+            self.started += 1
+            worker = WorkerProcess(spec, self.log_dir() / f"{spec.name}-{self.started}.log", verbose)
+            self.workers[key] = worker
+        return worker
+
+    def discard(self, spec: WorkerSpec, verbose: bool) -> None:
+        self.workers.pop((spec.name, verbose), None)
+
+    def log_dir(self) -> Path:
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="vigil-convert-workers-"))
+        return self._log_dir
+
+    def shutdown(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+        self.workers.clear()
+        if self._log_dir is not None:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = None
+
+
+_POOL = _Pool()
+atexit.register(_POOL.shutdown)
+
+
+def shutdown_workers() -> None:
+    """Stop the pooled workers now (they also stop when this process exits)."""
+    _POOL.shutdown()
+
+
 class Isolation:
-    """The two workers of one ``vigil convert``; each is (re)started on demand."""
+    """Run one conversion's tasks in the pooled workers; a crashed worker is replaced on the next call."""
 
     def __init__(self, job: Path, verbose: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.job = job
         self.verbose = verbose
         self.timeout = timeout
-        self._workers: dict[str, WorkerProcess] = {}
-        self._started: dict[str, int] = {}
 
     def call(self, spec: WorkerSpec, req: dict[str, Any]) -> dict[str, Any]:
-        worker = self._workers.get(spec.name)
-        if worker is None or not worker.alive:
-            count = self._started.get(spec.name, 0) + 1
-            self._started[spec.name] = count
-            worker = WorkerProcess(spec, self.job / f"{spec.name}-{count}.log", self.verbose)
-            self._workers[spec.name] = worker
+        from converter.worker import CRASH_ENV
+
+        worker = _POOL.get(spec, self.verbose)
+        full = {**req, "job": str(self.job), "verbose": self.verbose, "crash": os.environ.get(CRASH_ENV, "")}
         try:
-            return worker.request({**req, "job": str(self.job), "verbose": self.verbose}, self.timeout)
+            return worker.request(full, self.timeout)
         except TaskCrashed:
-            self._workers.pop(spec.name, None)
+            _POOL.discard(spec, self.verbose)
             raise
-
-    def restarts(self, spec: WorkerSpec) -> int:
-        return max(self._started.get(spec.name, 0) - 1, 0)
-
-    def close(self) -> None:
-        for worker in self._workers.values():
-            worker.close()
-        self._workers.clear()
 
     def __enter__(self) -> Isolation:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Nothing to stop: the workers outlive one conversion (see the module docstring)."""

@@ -16,9 +16,11 @@ device's ``Scorer``; interpreter only) and ``latency`` (all given modes timed
 in interleaved rounds; interpreter only). TensorFlow is imported only by the
 tasks that need it, so a check worker starts in a fraction of a second.
 
-``VIGIL_CONVERT_CRASH=MODE[:TASK][,...]`` makes this process kill itself with
-SIGSEGV when it starts that task for that mode (default task: ``convert``);
-it exists so the tests can prove a crash costs one mode only.
+``VIGIL_CONVERT_CRASH=MODE[:TASK][,...]`` in the *parent's* environment (sent
+with each request, so a pooled worker sees the current value) makes this
+process kill itself with SIGSEGV when it starts that task for that mode
+(default task: ``convert``); it exists so the tests can prove a crash costs
+one mode only.
 """
 
 from __future__ import annotations
@@ -48,10 +50,23 @@ def array_file(job: Path, name: str) -> Path:
     return job / f"{name}.npy"
 
 
+def _stamp(path: str) -> tuple[Any, ...]:
+    """Identifies one version of a run directory (a re-trained run must not reuse a cached model)."""
+    out: list[Any] = [path]
+    for name in ("run.json", "model.keras"):
+        try:
+            st = (Path(path) / name).stat()
+            out += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            out += [None, None]
+    return tuple(out)
+
+
 class Worker:
-    """State kept between requests: the run, its Keras model and the exporter (loaded once)."""
+    """State kept between requests: the run, its Keras model and the exporter (loaded once per run)."""
 
     def __init__(self) -> None:
+        self._stamp: tuple[Any, ...] | None = None
         self._run: Any = None
         self._model: Any = None
         self._exporter: Any = None
@@ -59,8 +74,9 @@ class Worker:
     def run(self, path: str) -> Any:
         from trainer.rundir import read_run
 
-        if self._run is None or str(self._run.path) != path:
-            self._run, self._model, self._exporter = read_run(path), None, None
+        stamp = _stamp(path)
+        if self._run is None or stamp != self._stamp:
+            self._run, self._model, self._exporter, self._stamp = read_run(path), None, None, stamp
         return self._run
 
     def model(self, path: str) -> Any:
@@ -74,7 +90,8 @@ class Worker:
         if self._exporter is None:
             from converter.export import Exporter
 
-            self._exporter = Exporter(self.model(path), self.run(path).model_shape, verbose=verbose)
+            self._exporter = Exporter(self.model(path), self.run(path).model_shape)
+        self._exporter.verbose = verbose
         return self._exporter
 
     # ------------------------------------------------------------------ tasks
@@ -173,7 +190,7 @@ def answer(worker: Worker, req: dict[str, Any]) -> dict[str, Any]:
                "latency": worker.latency}.get(str(task))
     if handler is None:
         return {"ok": False, "error": f"unknown task {task!r}"}
-    if crash_requested(req.get("mode"), str(task)):
+    if crash_requested(req.get("mode"), str(task), req.get("crash")):
         sys.stderr.write(f"{CRASH_ENV}: crashing on purpose ({req.get('mode')}:{task})\n")
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGSEGV)

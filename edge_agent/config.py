@@ -123,18 +123,29 @@ class AgentConfig:
                  f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}")]
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything near this is not one
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise VigilInputError("config file not found", file=str(path)) from None
     except OSError as exc:
         raise VigilInputError(f"cannot read config: {exc.strerror or exc}", file=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VigilInputError(f"not valid TOML: {exc}", file=str(path)) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise VigilInputError(f"is larger than {MAX_CONFIG_BYTES} bytes; not an agent config", file=str(path))
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise VigilInputError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VigilInputError(f"not valid TOML: {exc}", file=str(path)) from None
+    except RecursionError:  # a deeply nested array or table
+        raise VigilInputError("not valid TOML: nested too deeply", file=str(path)) from None
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise VigilInputError(f"not a usable TOML value: {str(exc)[:120]}", file=str(path)) from None
 
 
 def load_config(

@@ -25,6 +25,9 @@ from edge_agent.readers import parse_rows
 PUBLIC_KEY_PREFIX = "ed25519:"
 _TOPIC_FORBIDDEN = set("+#\0")
 
+#: Longest text value a config key takes (MQTT topics and user names have far smaller useful sizes).
+MAX_TEXT = 1024
+
 
 def fail(dotted: str, message: str) -> VigilInputError:
     return VigilInputError(message, key=dotted)
@@ -47,6 +50,8 @@ def check_value(spec: Key, value: Any, dotted: str, base_dir: Path | None = None
             value = f"{value:g}"  # protocol = 5, dlpf_hz = 44 written without quotes
         if not isinstance(value, str):
             raise fail(dotted, f"must be a string, got {value!r}")
+        if len(value) > MAX_TEXT:  # a topic, user name or path this long is a mistake, not a setting
+            raise fail(dotted, f"is {len(value)} characters long; at most {MAX_TEXT}")
         _check_choices(spec, value, dotted)
         return resolve_path(value, base_dir) if kind == "path" else value
     if kind == "range":

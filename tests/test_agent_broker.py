@@ -165,7 +165,7 @@ def test_kill_with_spooled_alerts_then_deliver_after_restart(tmp_path: Path, tin
         # Restart with a calm, endless source: only the spooled alerts are expected.
         config.write_text(config.read_text().replace(looping.replace("data.csv", "../data.csv"),
                                                      'kind = "replay"\npath = "../normal.csv"\npace = "realtime"\n'
-                                                     'rate_hz = 200.0\nloop = true\n'))
+                                                     'rate_hz = 100.0\nspeed = 2.0\nloop = true\n'))
         proc = start_agent(config, tmp_path / "agent2.log")
         assert sub.wait(lambda: len(sub.alerts()) >= spooled, timeout=60), (tmp_path / "agent2.log").read_text()
         received = sub.alerts()[:spooled]
@@ -191,7 +191,7 @@ def test_kill_with_spooled_alerts_then_deliver_after_restart(tmp_path: Path, tin
 def test_last_will_offline_after_kill(tmp_path: Path, tiny_bundle_3f: Path, broker: MosquittoBroker) -> None:
     write_normal_csv(tmp_path / "normal.csv")
     config = agent_toml(tmp_path, tiny_bundle_3f,
-                        source='kind = "replay"\npath = "normal.csv"\npace = "realtime"\nrate_hz = 200.0\nloop = true\n',
+                        source='kind = "replay"\npath = "normal.csv"\npace = "realtime"\nrate_hz = 100.0\nspeed = 2.0\nloop = true\n',
                         sections=mqtt_section(broker.port))
     sub = Collector(broker.port)
     proc = start_agent(config, tmp_path / "agent.log")
@@ -218,7 +218,10 @@ def test_shipped_replay_profile_publishes_alerts(tmp_path: Path, tiny_bundle_3f:
     (demo / "demo.vigil").write_bytes(tiny_bundle_3f.read_bytes())
     start = int(profile.read_text().split('rows = "')[1].split(":")[0])
     rows = np.vstack([normal_rows(start, 3, 0), with_anomalies(normal_rows(1200, 3, 0, start=720), [(300, 340)])])
-    stamps = 1.7e9 + np.arange(len(rows)) / 250.0
+    from edge_agent.bundle import load_bundle
+
+    rate = load_bundle(tiny_bundle_3f).sampling_rate_hz or 100.0  # the demo's file is at its bundle's rate
+    stamps = 1.7e9 + np.arange(len(rows)) / rate
     np.savetxt(demo / "vibration.csv", np.column_stack([stamps, rows]), delimiter=",",
                header="timestamp,f0,f1,f2", comments="", fmt="%.6f")
     config = folder / "replay.toml"

@@ -254,3 +254,17 @@ def test_wrong_key_passphrase_is_caught_by_check_config(tmp_path: Path) -> None:
     assert info.value.key == "mqtt.tls.cert_file" and "key_password" in str(info.value)
     (tmp_path / "keypass").write_text("right\n")
     assert mqtt_settings(load_config(path, check_bundle=False)).tls.key_password == "right"
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("[mqtt]\nhost = 'b'\ntopic_prefix = '" + "t" * 70_000 + "'\n", "mqtt.topic_prefix"),
+    ("[mqtt]\nhost = 'b'\nusername = '" + "u" * 70_000 + "'\n", "mqtt.username"),
+    ("[device]\nid = " + "9" * 5000 + "\n", "not a usable TOML value"),
+    ("[device]\nid = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+])
+def test_hostile_config_text_is_one_line_exit_2(tmp_path: Path, body: str, needle: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(body, encoding="utf-8")
+    code, out, err = check_config(path)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err

@@ -86,7 +86,8 @@ def test_agent_notifies_ready_watchdog_and_stopping(path_socket, tmp_path: Path,
         kind = "replay"
         path = "data.csv"
         pace = "realtime"
-        rate_hz = 400.0
+        rate_hz = 100.0
+        speed = 4.0
         """, sections='[sinks]\njsonl = "alerts.jsonl"\n')
     env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"}  # ping every 50 ms
     messages: list[str] = []

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from edge_agent.config import AgentConfig, mqtt_settings
-from edge_agent.errors import VigilInputError
 from edge_agent.sinks.base import AlertSink
 
 log = logging.getLogger("vigil.agent")
@@ -70,11 +69,8 @@ def build_sink(config: AgentConfig) -> FanoutSink:
         from edge_agent.spool import AlertSpool
 
         spool_cfg = config.spool
-        try:
-            spool_cfg.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise VigilInputError(f"cannot create {spool_cfg['path'].parent}: {exc.strerror}",
-                                  file=str(config.path), key="spool.path") from None
+        # No mkdir here: AlertSpool creates its directory, and an unwritable one means a
+        # memory-only spool (loud in logs and health), not an agent that refuses to start.
         spool = AlertSpool(spool_cfg.path, spool_cfg.max_messages, spool_cfg.max_age_s)
         sinks.append(("mqtt", MqttSink(settings, config.device_id, spool), True))
     jsonl = config.sinks.jsonl

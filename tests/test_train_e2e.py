@@ -37,6 +37,9 @@ def _vigil(*args: str) -> subprocess.CompletedProcess:
         ("non-numeric cell", "a,b\n" + "1,2\n" * 40 + "1,oops\n" + "1,2\n" * 40, [], "non-numeric value 'oops'"),
         ("too few rows", "a,b\n" + "1,2\n" * 10, [], "needs at least"),
         ("bad threshold", "a,b\n" + "1,2\n" * 80, ["--threshold", "median"], "unknown threshold strategy"),
+        ("bad budget", "a,b\n" + "1,2\n" * 80, ["--false-alarms", "often"], "--false-alarms must be auto or a rate"),
+        ("bad clean", "a,b\n" + "1,2\n" * 80, ["--clean", "sometimes"], "--clean must be auto, off"),
+        ("bad scaler", "a,b\n" + "1,2\n" * 80, ["--scaler", "quantile"], "--scaler must be minmax, standard or robust"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, content: str | None, extra: list[str],
@@ -76,7 +79,8 @@ def test_train_end_to_end(tmp_path: Path) -> None:
     values = _sine_csv(data, 900)
     lines: list[str] = []
     run = run_train(TrainConfig(data=data, out=tmp_path / "run", train_rows=(0, 600), window=16, hop=1, units=(16, 8),
-                                epochs=6, batch_size=32, learning_rate=5e-3, seed=1, echo=lines.append))
+                                epochs=6, batch_size=32, learning_rate=5e-3, seed=1, threshold="mean+k*std",
+                                clean="off", echo=lines.append))
 
     # run directory: every documented file and run.json key
     for name in ("model.keras", "run.json", "train_rows.npy", "loss.png"):
@@ -93,6 +97,9 @@ def test_train_end_to_end(tmp_path: Path) -> None:
     assert 1 <= training["best_epoch"] <= training["epochs_run"] <= 6
     assert len(training["history"]["val_loss"]) == training["epochs_run"]
     assert set(training["error_stats"]) == {"mean", "std", "q50", "q90", "q99", "max"}
+    assert training["skill_ratio"] > 0 and any(line.startswith("skill ratio") for line in lines)
+    assert set(training["feature_stats"]) == {"vib", "temp"} and not training["feature_stats"]["vib"]["constant"]
+    assert meta["model"]["center"] is True
     assert meta["threshold"]["strategy"] == "mean+k*std" and meta["threshold"]["params"]["k"] == 3.0
     assert meta["baseline"]["kind"] == "isolation_forest" and meta["baseline"]["seed"] == 1
     assert sum(line.startswith("epoch ") for line in lines) == training["epochs_run"]

@@ -14,7 +14,10 @@ import tempfile
 from types import ModuleType
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# 3 = C++ errors too: TF 2.21's tf.data prints "E0000 ... NodeDef mentions attribute
+# use_unbounded_threadpool" on every fit, which is harmless but reads as a failure.
+# ``vigil train --verbose`` sets 0 (and VIGIL_TF_VERBOSE) before this module is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def keras() -> ModuleType:
@@ -34,6 +37,10 @@ def tensorflow() -> ModuleType:
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    if os.environ.get("VIGIL_TF_VERBOSE"):
+        import tensorflow as tf
+
+        return tf
     with tempfile.TemporaryFile() as sink:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -2,6 +2,10 @@
 
 Strategies (``--threshold``):
 
+- ``pot`` (default): calibrated to a false-alarm budget (``--false-alarms``)
+  by a peaks-over-threshold fit of the held-out normal windows' scores; see
+  :mod:`trainer.calibrate` (computed there, not by :func:`normal_threshold`).
+
 - ``mean+k*std`` (default, ``k`` from ``--k``; ``mean+3std`` / ``mean+2.5*std``
   carry their own k): mean plus k standard deviations of the scores of
   held-out *normal* windows.
@@ -34,9 +38,9 @@ import numpy as np
 
 from edge_agent.errors import VigilInputError
 
-NORMAL_STRATEGIES = ("mean+k*std", "percentile", "max")
+NORMAL_STRATEGIES = ("pot", "mean+k*std", "percentile", "max")
 LABELED_STRATEGIES = ("best-f1", "pr-balance")
-STRATEGY_HELP = "mean+k*std | percentile:P | max | best-f1 | pr-balance"
+STRATEGY_HELP = "pot | mean+k*std | percentile:P | max | best-f1 | pr-balance"
 MAX_CANDIDATES = 2000  # best-f1 evaluates event F1 once per candidate
 
 _MEAN_STD = re.compile(r"mean\s*\+\s*(?:(k|[0-9]*\.?[0-9]+)\s*\*?\s*)?(?:std|sd|sigma)")
@@ -73,7 +77,7 @@ def parse_strategy(text: str, k: float = 3.0) -> ThresholdStrategy:
     if raw.startswith("percentile:") or raw.startswith("p:"):
         p = _percentile(raw.split(":", 1)[1], text)
         return ThresholdStrategy("percentile", {"p": p})
-    if raw in ("max", "best-f1", "pr-balance"):
+    if raw in ("pot", "max", "best-f1", "pr-balance"):
         return ThresholdStrategy(raw)
     raise VigilInputError(f"unknown threshold strategy {text!r}; use {STRATEGY_HELP}", key="threshold")
 
@@ -100,6 +104,8 @@ def normal_threshold(scores: np.ndarray, strategy: ThresholdStrategy) -> float:
         return float(np.percentile(s, strategy.params["p"]))
     if strategy.name == "max":
         return float(s.max())
+    if strategy.name == "pot":
+        raise ValueError("pot needs a false-alarm budget; use trainer.calibrate.calibrate_threshold()")
     raise ValueError(f"{strategy.name} needs labeled data; use labeled_threshold()")
 
 

@@ -134,11 +134,11 @@ def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -
     return ConvertResult(bundle_path=cfg.out, mode=chosen.mode, table=table, reports=reports)
 
 
-def load_run_model(run: RunInfo) -> Any:
+def load_run_model(run: RunInfo, verbose: bool = False) -> Any:
     """The run's Keras model (TensorFlow imported quietly); a broken file is a one-line error."""
     from trainer.keras_backend import keras
 
-    with quiet():  # TensorFlow's import-time C++ log lines (CUDA probing, oneDNN notes)
+    with quiet(enabled=not verbose):  # TensorFlow's import-time C++ log lines (CUDA probing, oneDNN notes)
         keras()
     try:
         return run.load_model()

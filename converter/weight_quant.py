@@ -97,7 +97,8 @@ def apply_plan(model_bytes: bytes, plan: dict[int, str]) -> WeightQuantResult:
         return WeightQuantResult(model_bytes, {}, 0, 0)
     version = max(_DEQUANTIZE_VERSION[s] for s in changes.values())
     deq_code = _dequantize_opcode(model, fb, version)
-    new_ops, counts = [], {}
+    new_ops: list[Any] = []
+    counts: dict[str, int] = {}
     float_bytes = stored_bytes = 0
     for index, storage in sorted(changes.items()):
         tensor = subgraph.tensors[index]

@@ -79,18 +79,18 @@ class Worker:
             self._run, self._model, self._exporter, self._stamp = read_run(path), None, None, stamp
         return self._run
 
-    def model(self, path: str) -> Any:
+    def model(self, path: str, verbose: bool = False) -> Any:
         if self._model is None:
             from converter.convert import load_run_model
 
-            self._model = load_run_model(self.run(path))
+            self._model = load_run_model(self.run(path), verbose)
         return self._model
 
     def exporter(self, path: str, verbose: bool) -> Any:
         if self._exporter is None:
             from converter.export import Exporter
 
-            self._exporter = Exporter(self.model(path), self.run(path).model_shape)
+            self._exporter = Exporter(self.model(path, verbose), self.run(path).model_shape)
         self._exporter.verbose = verbose
         return self._exporter
 
@@ -100,7 +100,7 @@ class Worker:
         """Keras scores of every named raw window set (``NAME.npy`` -> ``NAME_keras.npy``)."""
         from trainer.keras_scoring import keras_window_scores
 
-        run, model, job = self.run(req["run"]), self.model(req["run"]), Path(req["job"])
+        run, model, job = self.run(req["run"]), self.model(req["run"], bool(req.get("verbose"))), Path(req["job"])
         for name in req["sets"]:
             scaled = run.scaler.transform(np.load(array_file(job, name)))
             scores, _ = keras_window_scores(model, scaled, run.score_function, run.score_weights)

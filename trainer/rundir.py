@@ -100,15 +100,12 @@ class ModelShape:
         if layers != len(units):
             raise VigilInputError(f"model.layers is {layers} but model.units has {len(units)} entries",
                                   file=file, key="model.layers")
-        window = model.get("window", meta.get("window"))
-        n_features = model.get("n_features", len(meta.get("features") or []))
-        for key, value in (("window", window), ("n_features", n_features)):
-            if not _is_positive_int(value):
-                raise VigilInputError(f"model.{key} must be a positive integer", file=file, key=f"model.{key}")
+        window = _positive_int(model.get("window", meta.get("window")), "model.window", file)
+        n_features = _positive_int(model.get("n_features", len(meta.get("features") or [])), "model.n_features", file)
         center = model.get("center", False)
         if not isinstance(center, bool):
             raise VigilInputError("model.center must be true or false", file=file, key="model.center")
-        return cls(kind=str(kind), window=int(window), n_features=int(n_features),
+        return cls(kind=str(kind), window=window, n_features=n_features,
                    units=tuple(int(u) for u in units), center=center)
 
 
@@ -122,6 +119,12 @@ def model_section(kind: str, window: int, n_features: int, units: Sequence[int],
 
 def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_int(value: Any, key: str, file: str) -> int:
+    if not _is_positive_int(value):
+        raise VigilInputError(f"{key} must be a positive integer", file=file, key=key)
+    return int(value)
 
 
 @dataclass
@@ -198,14 +201,15 @@ class RunInfo:
 
     @property
     def skill_ratio(self) -> float | None:
-        """``training.skill_ratio`` when the trainer measured it (None otherwise)."""
+        """``training.skill_ratio`` when the trainer measured it (None when absent, null or not finite:
+        a flat held-out set has no ratio, and a bundle manifest holds no NaN)."""
         value = self.training.get("skill_ratio")
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise VigilInputError("training.skill_ratio must be a finite number", file=self.file,
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise VigilInputError("training.skill_ratio must be a number or null", file=self.file,
                                   key="training.skill_ratio")
-        return float(value)
+        return float(value) if np.isfinite(value) else None
 
     def train_rows(self) -> np.ndarray:
         """The raw training rows ``[time, features]`` (float64, 2-D)."""

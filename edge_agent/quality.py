@@ -98,7 +98,7 @@ class SampleQuality:
         stamps = np.asarray(block.timestamps, dtype=np.float64)
         gap_at = self._gaps(block, stamps)
         bad = self._bad_values(values, block.valid)
-        bad_rows = bad.any(axis=1)
+        bad_rows = np.asarray(bad.any(axis=1), dtype=bool)
         self.bad_samples += int(bad_rows.sum())
         if self.policy == "hold":
             if bad_rows.any():
@@ -128,7 +128,7 @@ class SampleQuality:
         return gap_at
 
     def _bad_values(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-        bad = ~np.isfinite(values)
+        bad: np.ndarray = ~np.isfinite(values)
         if self.valid_range is not None:
             lo, hi = self.valid_range
             with np.errstate(invalid="ignore"):

@@ -35,7 +35,7 @@ def load_interpreter_class() -> tuple[type, str]:
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef, unused-ignore]
 
         return Interpreter, "tflite_runtime"
     except ImportError:
@@ -102,7 +102,7 @@ class Scorer:
         self._fill_input(scaled_window)
         it.set_tensor(self._input_index, self._input)
         it.invoke()
-        out = it.get_tensor(self._output_index)[0]
+        out: np.ndarray = it.get_tensor(self._output_index)[0]
         if self._out_q.integer:
             return (out.astype(np.float32) - self._out_q.zero_point) * self._out_q.scale
         return out

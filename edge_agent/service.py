@@ -27,8 +27,9 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from edge_agent.alerts import CloseReason
 from edge_agent.bundle import Bundle, load_bundle
@@ -103,7 +104,8 @@ class AgentService:
         from edge_agent.runtime import Scorer
 
         cfg = self.config
-        self.bundle: Bundle = cfg.bundle or load_bundle(cfg.bundle_section.path)
+        # cast for mypy only: a None path (config loaded with check_bundle=False) still fails in load_bundle.
+        self.bundle: Bundle = cfg.bundle or load_bundle(cast(Path, cfg.bundle_section.path))
         self.scorer = Scorer(self.bundle, num_threads=cfg.bundle_section.num_threads)
         self.settings = PipelineSettings.from_config(cfg, self.bundle)
         self.source = make_configured_source(cfg, self.bundle)

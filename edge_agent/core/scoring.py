@@ -41,7 +41,7 @@ def _normalised_weights(weights: np.ndarray | list[float] | None, n_features: in
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n_features,) or np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
         raise ValueError(f"feature weights must be {n_features} non-negative numbers, not all zero")
-    return w / w.sum()
+    return np.asarray(w / w.sum(), dtype=np.float64)
 
 
 def window_errors(
@@ -53,7 +53,7 @@ def window_errors(
     if diff.ndim == 2:
         diff = diff[None]
     err = diff * diff if fn is ScoreFunction.MSE else np.abs(diff)
-    return err.mean(axis=1)
+    return np.asarray(err.mean(axis=1), dtype=np.float64)
 
 
 def score_windows(

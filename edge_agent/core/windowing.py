@@ -93,7 +93,7 @@ class WindowBuffer:
     def __init__(self, spec: WindowSpec, n_features: int, dtype: type = np.float32) -> None:
         self.spec = spec
         self.n_features = n_features
-        self._buf = np.zeros((2 * spec.window, n_features), dtype=dtype)
+        self._buf: np.ndarray = np.zeros((2 * spec.window, n_features), dtype=dtype)
         self._pos = 0
         self._filled = 0
         self._since_emit = 0

@@ -24,6 +24,8 @@ last drain than the FIFO holds; the excess is the number lost.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edge_agent.sources.i2c_base import ChipError, I2CAccelerometer, is_close_rate, rate_code_table
@@ -60,7 +62,7 @@ class ADXL345Source(I2CAccelerometer):
     fifo_capacity = 32
 
     def __init__(self, *, address: int = DEFAULT_ADDRESS, rate_hz: float = 400.0, range_g: int = 4,
-                 full_resolution: bool = True, **kwargs) -> None:
+                 full_resolution: bool = True, **kwargs: Any) -> None:
         self._rate_code = rate_code(rate_hz)
         self.scale = scale_g_per_lsb(int(range_g), bool(full_resolution))
         self.range_g = int(range_g)

@@ -23,6 +23,8 @@ last drain as lost. Big-endian int16 counts are divided by LSB/g: output in g.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edge_agent.sources.i2c_base import ChipError, I2CAccelerometer
@@ -66,7 +68,7 @@ class MPU6050Source(I2CAccelerometer):
     fifo_capacity = FIFO_BYTES // FRAME_BYTES
 
     def __init__(self, *, address: int = DEFAULT_ADDRESS, rate_hz: float = 200.0, range_g: int = 4,
-                 dlpf_hz: int | str = "auto", **kwargs) -> None:
+                 dlpf_hz: int | str = "auto", **kwargs: Any) -> None:
         if int(range_g) not in LSB_PER_G:
             raise ValueError("MPU6050 range_g must be 2, 4, 8 or 16")
         self.range_g = int(range_g)

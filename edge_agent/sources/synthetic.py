@@ -73,7 +73,8 @@ class VibrationModel:
         return 2 * np.pi * self.shaft_hz * phase
 
     def harmonic(self, phase: np.ndarray, order: int, axis: int) -> np.ndarray:
-        return self.amplitudes[axis, order - 1] * np.sin(order * phase + self.phases[axis, order - 1])
+        wave: np.ndarray = self.amplitudes[axis, order - 1] * np.sin(order * phase + self.phases[axis, order - 1])
+        return wave
 
     def load(self, t: np.ndarray) -> np.ndarray:
         return 1.0 + 0.05 * np.sin(2 * np.pi * t / 31.0 + self.load_phase)
@@ -113,7 +114,8 @@ def _bearing_impacts(model: VibrationModel, t: np.ndarray, phase: np.ndarray) ->
     since = np.mod(t - t[0], period)
     ring = np.exp(-since / tau) * np.sin(2 * np.pi * resonance * since)
     load_zone = 0.6 + 0.4 * np.cos(phase)  # impacts are strongest when the defect is loaded
-    return (ring * load_zone)[:, None] * np.array([0.8, 0.6, 0.3])
+    impacts: np.ndarray = (ring * load_zone)[:, None] * np.array([0.8, 0.6, 0.3])
+    return impacts
 
 
 def _apply_faults(values: np.ndarray, model: VibrationModel) -> list[tuple[int, int]]:

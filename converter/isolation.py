@@ -107,8 +107,8 @@ class WorkerProcess:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
         env.setdefault("TF_USE_LEGACY_KERAS", "1")
-        if not verbose:
-            env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        # trainer.keras_backend sets level 2 in this process on import; --verbose means everything.
+        env["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
         env["PYTHONUNBUFFERED"] = "1"
         self._log: IO[bytes] = open(log_path, "ab")
         try:

@@ -12,10 +12,14 @@ from vigil.cli.common import load_extra, one_line_errors
 
 def convert(
     run: Path = typer.Argument(..., help="Run directory written by vigil train."),
-    out: Path = typer.Option(..., "--out", help="Bundle file to write (NAME.vigil); NAME.conversion.json goes next to it."),
-    quantize: str = typer.Option("auto", "--quantize", help="auto, or one or more (comma-separated) of float32, float16, dynamic, int8, int8-weights."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Normal data for int8 calibration (default: the run's training rows)."),
-    prefer: str = typer.Option("latency", "--prefer", help="latency: the smallest passing mode within 1.15x of float32's latency; size: the smallest passing mode."),
+    out: Path = typer.Option(..., "--out", help="Bundle file to write (NAME.vigil); NAME.conversion.json goes next to "
+        "it."),
+    quantize: str = typer.Option("auto", "--quantize", help="auto, or one or more (comma-separated) of float32, "
+        "float16, dynamic, int8, int8-weights."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Normal data for int8 calibration (default: "
+        "the run's training rows)."),
+    prefer: str = typer.Option("latency", "--prefer", help="latency: the smallest passing mode within 1.15x of "
+        "float32's latency; size: the smallest passing mode."),
     force: bool = typer.Option(False, "--force", help="Write the bundle even if parity fails."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's and the TFLite runtime's own log lines."),
 ) -> None:
@@ -37,7 +41,8 @@ def verify(
     run: Path = typer.Argument(..., help="The run directory it was converted from."),
     data: Path = typer.Argument(..., help="Data file (CSV/TXT/NPY/WAV) whose windows are compared."),
     rows: Optional[str] = typer.Option(None, "--rows", help="START:END data rows (0-based, END exclusive)."),
-    max_windows: int = typer.Option(2000, "--max-windows", min=1, help="Compare at most this many windows (spread evenly)."),
+    max_windows: int = typer.Option(2000, "--max-windows", min=1, help="Compare at most this many windows (spread "
+        "evenly)."),
 ) -> None:
     """Check that a bundle scores DATA like the run's Keras model (exit 1 if not)."""
     _run_verify(bundle, run, data, rows, max_windows)

@@ -20,7 +20,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = ROOT.parent / "shared" / "data"
+# The team's real data: ../shared/data beside the checkout (as in CI), or $VIGIL_SHARED_DATA (as the tests).
+DATA = Path(os.environ.get("VIGIL_SHARED_DATA") or ROOT.parent / "shared" / "data")
 PACKAGES = ("numpy", "tensorflow", "tf_keras", "ai-edge-litert", "scikit-learn", "paho-mqtt")
 
 

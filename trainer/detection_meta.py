@@ -13,17 +13,32 @@ from typing import Any
 
 import numpy as np
 
+from dataclasses import replace
+
+from edge_agent.detection.policy import recommended_policy
 from edge_agent.detection.settings import DetectionSettings, FalseAlarmInfo
 from edge_agent.detection.stats import measure_feature_stats
 
 
+def device_smoothing(requested: float | None, window: int, hop: int, rate_hz: float | None) -> float | None:
+    """The EWMA alpha the device applies: ``--smoothing`` when given, else the recommended policy's."""
+    if requested is not None:
+        return requested
+    return recommended_policy(window, hop, rate_hz).smoothing
+
+
 def detection_section(train_rows: np.ndarray, features: list[str], window: int, hop: int,
                       rate_hz: float | None, *, skill_ratio: float | None = None,
-                      false_alarm: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The recommended policy, dynamic threshold and sensor-health settings, with the training stats."""
+                      false_alarm: dict[str, Any] | None = None,
+                      smoothing: float | None = None) -> dict[str, Any]:
+    """The recommended policy, dynamic threshold and sensor-health settings, with the training stats.
+
+    ``smoothing``: the alpha the static threshold was calibrated with (it must be the device's).
+    """
     settings = DetectionSettings.default_for(window, hop, rate_hz)
+    policy = replace(settings.policy, smoothing=smoothing) if smoothing is not None else settings.policy
     info = FalseAlarmInfo.from_dict(false_alarm) if false_alarm else None
-    settings = DetectionSettings(policy=settings.policy, dynamic_threshold=settings.dynamic_threshold,
+    settings = DetectionSettings(policy=policy, dynamic_threshold=settings.dynamic_threshold,
                                  sensor_health=settings.sensor_health,
                                  skill_ratio=None if skill_ratio is None else float(skill_ratio),
                                  false_alarm=info)

@@ -169,9 +169,11 @@ def _agent(paths: DemoPaths, train_end: int, faults: list[tuple[int, int]]) -> d
     paths.alerts.unlink(missing_ok=True)
     code = AgentService(load_config(paths.agent_config)).run()
     alerts = [json.loads(line) for line in paths.alerts.read_text().splitlines() if line.strip()]
-    closed = [(a["start_sample"], a["end_sample"]) for a in alerts if a.get("phase") == "close"]
-    return {"exit_code": code, "alerts": len(alerts), "events": len(closed), "file": str(paths.alerts),
-            **match_events(closed, faults)}
+    closes = [a for a in alerts if a.get("phase") == "close"]
+    closed = [(a["start_sample"], a["end_sample"]) for a in closes]
+    sensor = [f"{a.get('fault')}({a.get('feature')})" for a in closes if a.get("kind") == "sensor_fault"]
+    return {"exit_code": code, "alerts": len(alerts), "events": len(closed), "sensor_faults": sensor,
+            "file": str(paths.alerts), **match_events(closed, faults)}
 
 
 def match_events(events: list[tuple[int, int]], faults: list[tuple[int, int]]) -> dict[str, Any]:
@@ -193,7 +195,8 @@ def render_summary(summary: dict[str, Any], paths: DemoPaths) -> str:
     agent = summary["agent"]
     lines += [
         f"            bundle: {summary['convert']['bundle']} ({summary['convert']['mode']})",
-        f"             agent: {agent['events']} events; caught {len(agent['faults_caught'])} of "
+        f"             agent: {agent['events']} events ({len(agent.get('sensor_faults', []))} sensor faults: "
+        f"{', '.join(agent.get('sensor_faults', [])) or 'none'}); caught {len(agent['faults_caught'])} of "
         f"{len(summary['faults'])} injected faults ({_names(agent['faults_caught'])}), "
         f"{agent['false_events']} false -> {agent['file']}",
         f"            report: {summary['evaluate']['report']}",

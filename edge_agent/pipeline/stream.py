@@ -96,19 +96,18 @@ class StreamingPipeline:
         first_row = self.row + int(block.gap_before)
         self.row = first_row + n
         self.samples += n
-        out: list[dict[str, Any]] = []
-        if self.sensor_health is None:
-            for run in self.quality.clean(block, first_row):
-                self._push_run(run, out)
-            return out
-        # Cut the block where the sensor checks judge a chunk, and score each piece before its
-        # checks: the events then come out in the same order however the source cuts its reads.
-        for piece, row in _pieces(block, first_row, self.sensor_health.samples_to_next_check,
-                                  self.sensor_health.settings.check_samples):
-            for run in self.quality.clean(piece, row):
-                self._push_run(run, out)
-            out.extend(self._sensor_payloads(self.sensor_health.process(piece, row)))
-        return out
+        out: list[tuple[int, int, dict[str, Any]]] = []  # (decision row, 0 anomaly / 1 sensor, payload)
+        for run in self.quality.clean(block, first_row):
+            self._push_run(run, out)
+        if self.sensor_health is not None:
+            # The checks judge fixed chunks of samples; each chunk's verdict is placed at the chunk's
+            # last row, so the order of anomaly and sensor events does not depend on read sizes.
+            for piece, row in _pieces(block, first_row, self.sensor_health.samples_to_next_check,
+                                      self.sensor_health.settings.check_samples):
+                decided_at = row + len(piece) - 1
+                out.extend((decided_at, 1, p) for p in self._sensor_payloads(self.sensor_health.process(piece, row)))
+        out.sort(key=lambda item: (item[0], item[1]))  # stable: same-row anomaly events keep their order
+        return [payload for _, _, payload in out]
 
     def finish(self, reason: CloseReason = CloseReason.END_OF_STREAM) -> list[dict[str, Any]]:
         """Close what is open (end of a replay, or a clean stop when the settings say so)."""
@@ -137,7 +136,7 @@ class StreamingPipeline:
 
     # ------------------------------------------------------------------ internals
 
-    def _push_run(self, run: CleanRun, out: list[dict[str, Any]]) -> None:
+    def _push_run(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
         if run.reset_before:
             self.buffer.reset()
             self.smoother.reset()
@@ -153,9 +152,9 @@ class StreamingPipeline:
             self.latency.add(time.perf_counter() - started)
             event = self._decide(result, int(rows[i]), float(times[i]))
             if event is not None:
-                out.append(self._payload(event))
+                out.append((int(rows[i]), 0, self._payload(event)))
 
-    def _push_run_batched(self, run: CleanRun, out: list[dict[str, Any]]) -> None:
+    def _push_run_batched(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
         """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
         ends, windows = [], []
         for i, window in self.buffer.push_many(run.values):
@@ -171,7 +170,7 @@ class StreamingPipeline:
             self.latency.add(per_window)
             event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
             if event is not None:
-                out.append(self._payload(event))
+                out.append((int(run.rows[i]), 0, self._payload(event)))
 
     def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
         """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""

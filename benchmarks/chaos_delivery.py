@@ -153,7 +153,7 @@ def kill9_storm(work: Path, cycles: int, rng: random.Random) -> dict[str, Any]:
         for cycle in range(cycles):
             producer = Producer(b.port, spool, cycle, 10_000)
             outage = cycle % 4 == 2
-            wait_until(lambda: producer.lines, 30)  # the interpreter has started and spools
+            wait_until(lambda p=producer: p.lines, 30)  # the interpreter has started and spools
             time.sleep(rng.uniform(0.1, 0.4))
             if outage:  # the broker goes down while the producer runs, and stays down over the kill
                 b.stop()

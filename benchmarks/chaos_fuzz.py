@@ -20,8 +20,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edge_agent.bundle import (FORMAT_ENTRY, MANIFEST_ENTRY, MANIFEST_HASH_ENTRY, MODEL_ENTRY, pack_bundle,
-                               parse_bundle, sha256_hex)
+from edge_agent.bundle import (
+    FORMAT_ENTRY,
+    MANIFEST_ENTRY,
+    MANIFEST_HASH_ENTRY,
+    MODEL_ENTRY,
+    pack_bundle,
+    parse_bundle,
+    sha256_hex,
+)
 from edge_agent.errors import VigilInputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +95,8 @@ def mutated_bundle(rng: random.Random) -> bytes:
         hostile = rng.choice(["9" * 5000, "[" * 50000 + "]" * 50000, "Infinity", "-Infinity", "NaN", '"\\ud800"'])
         return _text_bundle(text.replace('"window": 8', f'"window": {hostile}', 1))
     method = rng.choice([zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
-    entries = [(FORMAT_ENTRY, b"vigil-bundle/1\n"), (MANIFEST_ENTRY, json.dumps(base_manifest()).encode() + b" " * 10**6),
+    entries = [(FORMAT_ENTRY, b"vigil-bundle/1\n"),
+               (MANIFEST_ENTRY, json.dumps(base_manifest()).encode() + b" " * 10**6),
                (MANIFEST_HASH_ENTRY, b"0" * 64), (MODEL_ENTRY, MODEL)]
     if rng.random() < 0.5:
         entries.append(("extra", b"x"))
@@ -164,7 +172,8 @@ def mutated_config(rng: random.Random) -> str:
         i = rng.randrange(len(lines))
         lines.insert(i, lines[i])
     elif kind == "garbage":
-        lines.insert(rng.randrange(len(lines)), "".join(chr(rng.randrange(1, 0x2FF)) for _ in range(rng.randint(1, 40))))
+        garbage = "".join(chr(rng.randrange(1, 0x2FF)) for _ in range(rng.randint(1, 40)))
+        lines.insert(rng.randrange(len(lines)), garbage)
     else:
         return BASE_CONFIG[: rng.randrange(len(BASE_CONFIG))]
     return "\n".join(lines) + "\n"

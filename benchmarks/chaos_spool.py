@@ -28,7 +28,8 @@ def small_fs(folder: Path) -> Iterator[Path | str]:
     if os.geteuid() != 0:
         yield "needs root to mount a small filesystem"
         return
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         yield f"cannot mount a tmpfs: {done.stderr.strip()}"
         return

@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from benchmarks.common import DATA
 from edge_agent.readers import Table, load_table
 

@@ -20,7 +20,8 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from benchmarks.common import cpu_flags, cpu_mhz
 

@@ -236,7 +236,8 @@ def render(data: dict[str, Any]) -> str:
             f"({1000.0 / data['hop']:.2f} windows/s); bundle mode `{data['bundle_mode']}`. CPU measured over "
             f"{data['seconds']:.0f} s after a 5 s warm-up (expected {expected:,.0f} samples). Agent's last "
             f"health: samples/s {h.get('samples_per_s')}, windows scored {h.get('windows_scored')}, scoring "
-            f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}; scoring alone "
+            f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}; "
+            f"scoring alone "
             f"(windows/s x p50) is {scoring} of one core, the rest of the CPU is the per-sample loop, health and "
             f"sinks.\n\nWhere the agent's memory goes (peak RSS of a Python that only imports): {floors}.\n")
 

@@ -42,7 +42,7 @@ def edge_worker(bundles: dict[str, str], windows_path: str, rounds: int, per_rou
     windows = np.load(windows_path, allow_pickle=False)
     scorers = {name: Scorer(load_bundle(path), num_threads=1) for name, path in bundles.items()}
     times: dict[str, list[float]] = {name: [] for name in scorers}
-    for name, scorer in scorers.items():
+    for scorer in scorers.values():
         time_calls(scorer.score, list(windows[:20]), warmup=20)
     for r in range(rounds):
         batch = [windows[(r * per_round + i) % len(windows)] for i in range(per_round)]

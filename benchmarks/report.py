@@ -10,8 +10,9 @@ figures change).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks.common import RESULTS, ROOT, machine_line
 

@@ -92,7 +92,8 @@ def render(data: dict[str, Any]) -> str:
                      m["median_ms"] / f32["median_ms"] if f32 else None, m["gflops"],
                      100 * m["share_of_measured_peak"], _parity_cell(m.get("parity"))))
     table = md_table(["mode", "bundle bytes", "tflite bytes", "size vs float32", "median ms/window",
-                      "latency vs float32", "effective GFLOP/s", "% of 1-core peak", "parity (worst Spearman, flipped)"], rows)
+                      "latency vs float32", "effective GFLOP/s", "% of 1-core peak",
+                      "parity (worst Spearman, flipped)"], rows)
     fl = data["flops_per_window"]
     peak, theory = data["peak_measured"], data["peak_theoretical"]
     failed = "".join(f"\n- `{m}` could not be made: {e}" for m, e in data["failed_modes"].items())

@@ -240,7 +240,8 @@ def _check_model_hash(manifest: dict[str, Any], model_bytes: bytes, source: str)
     if not isinstance(model, dict) or "sha256" not in model:
         raise VigilInputError("manifest has no model sha256", file=source, key="model.sha256")
     if len(model_bytes) != model.get("bytes") or sha256_hex(model_bytes) != model["sha256"]:
-        raise VigilInputError("model hash mismatch: the bundle was modified or damaged", file=source, key="model.sha256")
+        raise VigilInputError("model hash mismatch: the bundle was modified or damaged",
+                              file=source, key="model.sha256")
 
 
 def _build(manifest: dict[str, Any], entries: dict[str, bytes], source: str) -> Bundle:

@@ -307,7 +307,7 @@ def compare_features(features: list[str], bundle: Bundle, path: Path, key: str) 
         detail = (f"source has {len(features)} features {features}, "
                   f"the bundle needs {len(bundle.features)} {bundle.features}")
     else:
-        i = next(i for i, (a, b) in enumerate(zip(features, bundle.features)) if a != b)
+        i = next(i for i, (a, b) in enumerate(zip(features, bundle.features, strict=False)) if a != b)
         detail = (f"source feature {i} is {features[i]!r} but the bundle expects {bundle.features[i]!r} "
                   f"(source {features}, bundle {bundle.features})")
     raise VigilInputError(detail, file=str(path), key=key)

@@ -165,4 +165,4 @@ class SampleQuality:
         starts = np.union1d([0], np.flatnonzero(flags))
         ends = np.append(starts[1:], kept.size)
         return [CleanRun(values[kept[a:b]], stamps[kept[a:b]], bool(flags[a]), rows[kept[a:b]])
-                for a, b in zip(starts, ends)]
+                for a, b in zip(starts, ends, strict=True)]

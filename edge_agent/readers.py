@@ -18,10 +18,10 @@ import csv
 import re
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def _timestamp_name(names: list[str], explicit: str | None, first_row: Sequence[
         if name.strip().lower() in TIMESTAMP_NAMES:
             return name
     if first_row is not None:  # text files: a column of ISO datetimes is a timestamp column
-        for name, cell in zip(names, first_row):
+        for name, cell in zip(names, first_row, strict=False):
             if parse_datetime_seconds(cell) is not None:
                 return name
     return None

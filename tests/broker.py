@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 _CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
-_MISSING = "mosquitto not found: install it (apt-get install mosquitto) - broker tests need a real broker and never skip"
+_MISSING = ("mosquitto not found: install it (apt-get install mosquitto) - "
+            "broker tests need a real broker and never skip")
 
 
 def mosquitto_path() -> str | None:
@@ -71,7 +72,8 @@ def make_tls_files(folder: Path) -> TlsFiles:
     folder.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=vigil test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             cwd=folder)
     leafs = {
         "server": "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
         "client": "extendedKeyUsage=clientAuth\n",
@@ -81,10 +83,12 @@ def make_tls_files(folder: Path) -> TlsFiles:
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
             "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n" + ext
         )
-        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=vigil-test-{name}", cwd=folder)
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=vigil-test-{name}",
+                 cwd=folder)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
-    return TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key", folder / "client.crt", folder / "client.key")
+    return TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key",
+                    folder / "client.crt", folder / "client.key")
 
 
 class MosquittoBroker:
@@ -125,7 +129,8 @@ class MosquittoBroker:
             pw_file = self.workdir / "passwords"
             for i, (name, password) in enumerate(users.items()):
                 flags = ["-b", "-c"] if i == 0 else ["-b"]
-                subprocess.run(["mosquitto_passwd", *flags, str(pw_file), name, password], check=True, capture_output=True)
+                subprocess.run(["mosquitto_passwd", *flags, str(pw_file), name, password],
+                               check=True, capture_output=True)
             lines += [f"password_file {pw_file}", "allow_anonymous false"]
         else:
             lines.append("allow_anonymous true")
@@ -136,7 +141,8 @@ class MosquittoBroker:
         lines.append(f"listener {self.port} {self.host}")
         if self.tls_files is not None:
             t = self.tls_files
-            lines += [f"listener {self.tls_port} {self.host}", f"cafile {t.ca_cert}", f"certfile {t.server_cert}", f"keyfile {t.server_key}"]
+            lines += [f"listener {self.tls_port} {self.host}", f"cafile {t.ca_cert}",
+                      f"certfile {t.server_cert}", f"keyfile {t.server_key}"]
             if require_client_cert:
                 lines.append("require_certificate true")
         self.conf_path.write_text("\n".join(lines) + "\n")
@@ -148,7 +154,8 @@ class MosquittoBroker:
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         if self.running:
             return self
-        self._proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         ports = [p for p in (self.port, self.tls_port) if p is not None]
         while not all(port_open(p) for p in ports):

@@ -18,7 +18,7 @@ the clock), so FIFO filling, overflow and sensor outages are deterministic.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -106,7 +106,7 @@ def write_normal_csv(path: Path, n_rows: int = 600) -> Path:
 
 
 def strictly_increasing(values: list[int]) -> bool:
-    return all(b > a for a, b in zip(values, values[1:]))
+    return all(b > a for a, b in zip(values, values[1:], strict=False))
 
 
 @pytest.mark.slow  # uses the converted tiny bundle
@@ -129,7 +129,8 @@ def test_alerts_arrive_in_order_and_validate(tmp_path: Path, tiny_bundle_3f: Pat
         assert all(a["device_id"] == DEVICE for a in received)
         assert sub.wait(lambda: sub.statuses()[-1:] == [("offline", False)])
         assert ("online", False) in sub.statuses()
-        assert sub.health() and sub.health()[-1]["device_id"] == DEVICE and isinstance(sub.health()[-1]["spool_depth"], int)
+        assert sub.health() and sub.health()[-1]["device_id"] == DEVICE
+        assert isinstance(sub.health()[-1]["spool_depth"], int)
     finally:
         sub.close()
     assert AlertSpool(tmp_path / "state" / "spool.db").depth() == 0
@@ -191,7 +192,8 @@ def test_kill_with_spooled_alerts_then_deliver_after_restart(tmp_path: Path, tin
 def test_last_will_offline_after_kill(tmp_path: Path, tiny_bundle_3f: Path, broker: MosquittoBroker) -> None:
     write_normal_csv(tmp_path / "normal.csv")
     config = agent_toml(tmp_path, tiny_bundle_3f,
-                        source='kind = "replay"\npath = "normal.csv"\npace = "realtime"\nrate_hz = 100.0\nspeed = 2.0\nloop = true\n',
+                        source='kind = "replay"\npath = "normal.csv"\npace = "realtime"\nrate_hz = 100.0\nspeed = '
+                            '2.0\nloop = true\n',
                         sections=mqtt_section(broker.port))
     sub = Collector(broker.port)
     proc = start_agent(config, tmp_path / "agent.log")
@@ -251,7 +253,8 @@ def test_shipped_mosquitto_config_confines_each_device_to_its_prefix(tmp_path: P
     (folder / "acl").write_text((shipped / "acl").read_text())
     users = {"dev-a": "pw-a", "vigil-monitor": "pw-m"}
     for i, (user, password) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(folder / "passwords"), user, password],
+        create = ["-c"] if i == 0 else []
+        subprocess.run(["mosquitto_passwd", "-b", *create, str(folder / "passwords"), user, password],
                        check=True, capture_output=True)
     tls_port, local_port = free_port(), free_port()
     conf = (shipped / "mosquitto.conf").read_text()

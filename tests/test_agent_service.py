@@ -74,7 +74,8 @@ def write_stamped_csv(path: Path, n_rows: int = 1200, nan_rows: tuple[int, ...] 
     rows = with_anomalies(normal_rows(n_rows, 3, 0, start=720), ANOMALIES)
     rows[list(nan_rows), 1] = np.nan
     stamps = 1_790_000_000.0 + np.arange(n_rows) / 100.0
-    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}" for t, (a, b, c) in zip(stamps, rows)]
+    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}"
+                                      for t, (a, b, c) in zip(stamps, rows, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -83,7 +84,8 @@ SCORE_CONFIGS = {
     "bundle-policy": ("", ()),
     "custom-alerts-hold": ("[alerts]\nk = 2\nn = 3\nm = 4\ncooldown = 3\nsmoothing = 0.5\nsensitivity = 0.9\n"
                            "[quality]\npolicy = \"hold\"\n", (100, 101, 500)),
-    "skip-with-range": ("[alerts]\nk = 1\nn = 2\nm = 2\n[quality]\npolicy = \"skip\"\nvalid_range = [-1000.0, 1000.0]\n",
+    "skip-with-range": ("[alerts]\nk = 1\nn = 2\nm = 2\n[quality]\npolicy = \"skip\"\n"
+                        "valid_range = [-1000.0, 1000.0]\n",
                         (200, 640, 641, 642)),
 }
 
@@ -122,7 +124,7 @@ def test_agent_and_vigil_score_config_publish_the_same_events(tmp_path: Path, ti
     scored = read_jsonl(events)
 
     assert len(published) >= 2 * len(ANOMALIES) and len(scored) == len(published)
-    for ours, theirs in zip(published, scored):
+    for ours, theirs in zip(published, scored, strict=True):
         jsonschema.validate(ours, SCHEMA)
         assert {k: v for k, v in ours.items() if k != "event_id"} == {k: v for k, v in theirs.items()
                                                                        if k != "event_id"}
@@ -279,7 +281,8 @@ def test_missing_sensor_is_retried_until_it_appears(tmp_path: Path, tiny_bundle_
         return condition()
 
     with log.open("w") as out:
-        proc = subprocess.Popen(vigil_argv("agent", "run", "--config", str(config)), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(vigil_argv("agent", "run", "--config", str(config)),
+                                stdout=out, stderr=subprocess.STDOUT)
     master, slave = os.openpty()
     try:
         assert wait_for(lambda: "source unavailable" in log.read_text()), log.read_text()

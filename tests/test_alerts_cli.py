@@ -49,7 +49,8 @@ def test_vigil_alerts_shows_and_writes_alerts_without_duplicates(broker: Mosquit
         client.connect(broker.host, broker.port)
         client.loop_start()
         client.publish("vigil/dev1/alert", json.dumps(dup), qos=1).wait_for_publish(10)
-        client.publish("vigil/other/alert", json.dumps({**make_alert(5, device="other"), "seq": 1}), qos=1).wait_for_publish(10)
+        other = json.dumps({**make_alert(5, device="other"), "seq": 1})
+        client.publish("vigil/other/alert", other, qos=1).wait_for_publish(10)
         client.disconnect()
         client.loop_stop()
         sink.publish_alert(make_alert(1, EventPhase.CLOSE))
@@ -62,7 +63,8 @@ def test_vigil_alerts_shows_and_writes_alerts_without_duplicates(broker: Mosquit
             proc.kill()
     assert proc.returncode == 0, stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(a["seq"], a["phase"], a["device_id"]) for a in lines] == [(1, "open", "dev1"), (2, "close", "dev1"), (3, "open", "dev1")]
+    assert [(a["seq"], a["phase"], a["device_id"]) for a in lines] == [
+        (1, "open", "dev1"), (2, "close", "dev1"), (3, "open", "dev1")]
     shown = [line for line in stdout.splitlines() if not line.startswith("status ")]
     assert len(shown) == 3
     assert " dev1 OPEN  event 00000000 seq 1 " in shown[0] and "top ax:0.60" in shown[0]

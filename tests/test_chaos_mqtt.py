@@ -147,7 +147,8 @@ def test_missing_or_expired_client_certificate_is_named(tmp_path: Path) -> None:
         expired = _expired_client_cert(t.ca_cert.parent)
         answer = check(TlsSettings(ca_file=str(t.ca_cert), cert_file=str(expired), key_file=str(t.client_key)))
         assert f"client certificate {expired} expired on " in answer
-        assert check(TlsSettings(ca_file=str(t.ca_cert), cert_file=str(t.client_cert), key_file=str(t.client_key))) is None
+        tls = TlsSettings(ca_file=str(t.ca_cert), cert_file=str(t.client_cert), key_file=str(t.client_key))
+        assert check(tls) is None
 
 
 def test_certificate_validity_is_read_from_the_pem(tmp_path: Path) -> None:

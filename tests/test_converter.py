@@ -79,7 +79,8 @@ def test_a_mode_that_crashes_is_dropped_with_one_line_and_the_others_are_kept(au
     assert by_mode["float16"].model_bytes is None and by_mode["float16"].status == "dropped"
     int8 = by_mode["int8"]
     assert int8.model_bytes is not None and int8.parity is None and int8.latency is None
-    assert int8.problems[0].startswith("interpreter crashed (SIGSEGV)") and "during the parity check" in int8.problems[0]
+    assert int8.problems[0].startswith("interpreter crashed (SIGSEGV)")
+    assert "during the parity check" in int8.problems[0]
     for mode in ("float32", "dynamic", "int8-weights"):  # the converter worker was restarted after float16
         assert by_mode[mode].usable and by_mode[mode].parity is not None and by_mode[mode].latency is not None
     assert auto_1f.mode in ("float32", "dynamic", "int8-weights") and auto_1f.bundle_path.is_file()
@@ -163,7 +164,8 @@ def test_auto_writes_a_loadable_bundle_and_the_conversion_table(auto_3f) -> None
     assert bundle.manifest["conversion"]["parity"]["passed"] is True
     table = json.loads(report_path(auto_3f.bundle_path).read_text())
     assert table["chosen"] == auto_3f.mode
-    assert auto_3f.bundle_path.name == "three.vigil" and report_path(auto_3f.bundle_path).name == "three.conversion.json"
+    assert auto_3f.bundle_path.name == "three.vigil"
+    assert report_path(auto_3f.bundle_path).name == "three.conversion.json"
     rows = {row["mode"]: row for row in table["modes"]}
     assert set(rows) == set(MODES)
     for row in rows.values():
@@ -396,15 +398,15 @@ def test_model_shape_is_read_from_run_json_and_bad_shapes_are_one_line(tmp_path:
                        ({"kind": "lstm", "units": [8, 4], "layers": 3}, "model.layers"),
                        ({"kind": "lstm", "units": [8], "center": "yes"}, "model.center")):
         with pytest.raises(VigilInputError, match=key.replace(".", r"\.")) as err:
-            read_run(_run_dir(tmp_path, model=model)).model_shape
+            _ = read_run(_run_dir(tmp_path, model=model)).model_shape
         assert "\n" not in str(err.value)
     with pytest.raises(VigilInputError, match="detection must be a JSON object"):
-        read_run(_run_dir(tmp_path, detection=[1, 2])).detection
+        _ = read_run(_run_dir(tmp_path, detection=[1, 2])).detection
     assert read_run(_run_dir(tmp_path, training={"skill_ratio": 0.25})).skill_ratio == 0.25
     assert read_run(_run_dir(tmp_path, training={"skill_ratio": None})).skill_ratio is None
     assert read_run(_run_dir(tmp_path, training={"skill_ratio": float("nan")})).skill_ratio is None
     with pytest.raises(VigilInputError, match="training.skill_ratio"):
-        read_run(_run_dir(tmp_path, training={"skill_ratio": "high"})).skill_ratio
+        _ = read_run(_run_dir(tmp_path, training={"skill_ratio": "high"})).skill_ratio
 
 
 def test_crash_detail_names_the_innermost_frame_of_faulthandlers_report() -> None:
@@ -446,7 +448,9 @@ def constant_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_zero_width_calibration_really_segfaults_the_interpreter_and_is_caught(tiny_run_1f: Path, tmp_path: Path) -> None:
+def test_zero_width_calibration_really_segfaults_the_interpreter_and_is_caught(
+    tiny_run_1f: Path, tmp_path: Path
+) -> None:
     """The crash of issue 10 (d), reproduced: int8 calibrated on the all-zero windows that constant
     training rows scale to (uncentered LSTM, as trained before ``center``), loaded in a worker."""
     from converter.convert import ConvertConfig, _prepare_windows

@@ -80,7 +80,7 @@ def test_push_many_yields_the_same_windows_at_the_same_samples_as_push(window: i
         start += size
     assert start == len(rows)
     assert [i for i, _ in got] == [i for i, _ in expected]
-    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))
     assert many.rows_seen == one.rows_seen == len(rows)
 
 

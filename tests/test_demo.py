@@ -14,7 +14,9 @@ SCHEMA = json.loads((Path(demo.__file__).parents[1] / "edge_agent" / "schemas" /
 
 
 @pytest.mark.slow
-def test_demo_runs_every_step_and_the_agent_alerts_on_the_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_every_step_and_the_agent_alerts_on_the_faults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Same pipeline as `make demo`, on a shorter recording and fewer epochs to fit the suite's budget.
     monkeypatch.setattr(demo, "N_ROWS", 6000)
     monkeypatch.setattr(demo, "DEMO_EPOCHS", 3)

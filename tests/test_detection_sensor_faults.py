@@ -7,9 +7,9 @@ import pytest
 
 from edge_agent.detection import FeatureStats, SensorHealthMonitor, SensorHealthSettings, measure_feature_stats
 from edge_agent.detection.fault_events import SensorFault, SensorFaultEvent
+from edge_agent.detection.stats import feature_stats_from_json
 from edge_agent.errors import VigilInputError
 from edge_agent.sources.base import SampleBlock
-from edge_agent.detection.stats import feature_stats_from_json
 
 NAMES = ["ax", "ay", "az"]
 SETTINGS = SensorHealthSettings(check_samples=64, hold_samples=128)

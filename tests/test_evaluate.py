@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vigil.cli import app
 from tests.models import feature_names, normal_rows, with_anomalies
+from vigil.cli import app
 
 N_TEST = 400
 ANOMALIES = [(150, 170), (300, 305)]  # inclusive test-file rows

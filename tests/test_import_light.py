@@ -26,7 +26,8 @@ print(json.dumps({"imported": len(names), "heavy": heavy}))
 
 def edge_modules(include_cli: bool = False) -> list[str]:
     # __main__ modules run the CLI when imported: not a library module.
-    names = [m.name for m in pkgutil.walk_packages(edge_agent.__path__, "edge_agent.") if not m.name.endswith("__main__")]
+    names = [m.name for m in pkgutil.walk_packages(edge_agent.__path__, "edge_agent.")
+             if not m.name.endswith("__main__")]
     return sorted(n for n in names if include_cli or not (n == "vigil.cli" or n.startswith("vigil.cli.")))
 
 

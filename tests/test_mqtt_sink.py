@@ -125,7 +125,8 @@ def test_backoff_doubles_with_jitter_and_resets() -> None:
 
 def test_settings_parse_validate_and_redact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_TEST_PW", "s3cret")
-    s = MqttSettings.from_dict({"host": "broker.local", "username": "dev", "password_env": "VIGIL_TEST_PW", "protocol": 5})
+    s = MqttSettings.from_dict({"host": "broker.local", "username": "dev", "password_env": "VIGIL_TEST_PW",
+                                "protocol": 5})
     assert (s.password, s.protocol, s.resolved_port, s.keepalive) == ("s3cret", "5", 1883, 30)
     assert s.prefix_for("pi-7") == "vigil/pi-7"
     assert s.client_id_for("pi-7") == "vigil-pi-7"
@@ -217,7 +218,8 @@ def test_tls_with_a_ca_made_in_the_test(tmp_path: Path, stopper: Any, mutual: bo
         assert connect_check(settings.with_(tls=TlsSettings(ca_file=str(t.ca_cert))), "check", 10) is not None
     assert "certificate verification failed" in (connect_check(settings.with_(tls=TlsSettings()), "check", 10) or "")
 
-    observer = Observer(b.tls_port, tls={"ca_certs": str(t.ca_cert), "certfile": str(t.client_cert), "keyfile": str(t.client_key)})
+    observer = Observer(b.tls_port, tls={"ca_certs": str(t.ca_cert), "certfile": str(t.client_cert),
+                                         "keyfile": str(t.client_key)})
     stopper(observer)
     sink = MqttSink(settings, "dev1", AlertSpool(tmp_path / "spool.db"))
     stopper(sink)
@@ -294,7 +296,8 @@ from edge_agent.mqtt.sink import MqttSink
 from edge_agent.spool import AlertSpool
 from tests.test_mqtt_sink import make_alert
 port, spool_path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-sink = MqttSink(MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.1, reconnect_max_s=0.5), "dev1", AlertSpool(spool_path))
+settings = MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+sink = MqttSink(settings, "dev1", AlertSpool(spool_path))
 sink.start()
 for i in range(n):
     sink.publish_alert(make_alert(i))

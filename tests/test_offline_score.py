@@ -38,7 +38,8 @@ def data_3f(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]
     values = with_anomalies(normal_rows(480, 3, seed=0, start=720), ANOMALIES)
     stamps = 1_790_000_000.0 + np.arange(len(values)) / 100.0
     path = tmp_path_factory.mktemp("score") / "data.csv"
-    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}" for t, (a, b, c) in zip(stamps, values)]
+    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}"
+                                      for t, (a, b, c) in zip(stamps, values, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path, values
 
@@ -106,7 +107,7 @@ def test_events_jsonl_holds_one_schema_valid_object_per_event(
         jsonschema.validate(obj, schema)
     objects = payloads[1::2]
     assert [o["close_reason"] for o in objects] == ["normal"] * len(ANOMALIES)
-    for obj, (start, end) in zip(objects, ANOMALIES):
+    for obj, (start, end) in zip(objects, ANOMALIES, strict=True):
         jsonschema.validate(obj, schema)
         assert obj["phase"] == "close" and obj["model_id"].startswith("run3f")
         # Windows end at the row they are scored on: the event starts inside the anomaly and

@@ -27,7 +27,8 @@ else:  # pragma: no cover
 
 
 def test_rewrite_bundle_path_keeps_the_rest() -> None:
-    text = '# top\n[device]\nid = "a"\n\n[bundle]\npath = "old.vigil"  # here\nnum_threads = 2\n[source]\npath = "x.csv"\n'
+    text = ('# top\n[device]\nid = "a"\n\n[bundle]\npath = "old.vigil"  # here\nnum_threads = 2\n'
+            '[source]\npath = "x.csv"\n')
     out = tomllib.loads(rewrite_bundle_path(text, "/var/lib/vigil/m.vigil"))
     assert out["bundle"] == {"path": "/var/lib/vigil/m.vigil", "num_threads": 2}
     assert out["source"]["path"] == "x.csv" and "# top" in rewrite_bundle_path(text, "/x")
@@ -81,7 +82,8 @@ def test_wheel_installs_and_carries_the_edge_extra(tmp_path: Path) -> None:
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
                           "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=120)
     assert pip.returncode == 0, pip.stderr
-    check = subprocess.run([sys.executable, "-c", "import edge_agent.config, edge_agent.service as s; print(s.__file__)"],
+    check = subprocess.run([sys.executable, "-c",
+                            "import edge_agent.config, edge_agent.service as s; print(s.__file__)"],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(target)},
                            cwd=tmp_path, timeout=60)
     assert check.returncode == 0, check.stderr

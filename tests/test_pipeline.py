@@ -38,7 +38,8 @@ def _stamped_csv(path: Path, n_rows: int = 3000) -> Path:
     rows = with_anomalies(normal_rows(n_rows, 3, 0, start=720), ANOMALIES)
     rows[FLAT[0]:FLAT[1], 1] = rows[FLAT[0], 1]
     stamps = 1_790_000_000.0 + np.arange(n_rows) / RATE
-    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}" for t, (a, b, c) in zip(stamps, rows)]
+    lines = ["timestamp,f0,f1,f2"] + [f"{t:.2f},{a:.6f},{b:.6f},{c:.6f}"
+                                      for t, (a, b, c) in zip(stamps, rows, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.errors import VigilInputError
 from edge_agent.config_schema import SOURCE_SCHEMA
+from edge_agent.errors import VigilInputError
 from edge_agent.sources import make_source, parse_source_options
 from edge_agent.sources.base import Source
 from edge_agent.sources.replay import ReplaySource
@@ -251,7 +251,7 @@ def test_serial_reconnects_after_the_device_disappears():
     after: list = []
     end = time.monotonic() + 10.0
     while not after and time.monotonic() < end:
-        block = src.read(0.05)  # must not raise
+        src.read(0.05)  # must not raise
         if len(masters) == 2 and not after:
             os.write(masters[1], b"3\n4\n")
             after = _read_until(src, 2)
@@ -296,7 +296,7 @@ def test_faults_change_the_signal_only_inside_fault_ranges():
     faulty, ranges = generate_vibration(n, seed=7, faults=True)
     assert len(ranges) == 4
     assert all(0.4 * n <= s <= e < n for s, e in ranges)
-    assert all(e1 < s2 for (_, e1), (s2, _) in zip(ranges, ranges[1:]))
+    assert all(e1 < s2 for (_, e1), (s2, _) in zip(ranges, ranges[1:], strict=False))
     inside = np.zeros(n, dtype=bool)
     for s, e in ranges:
         inside[s:e + 1] = True

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.errors import VigilInputError
 from edge_agent.spool import AlertSpool
 
 
@@ -169,7 +168,8 @@ def test_stdout_sink_prints_one_line_per_alert(tmp_path: Path) -> None:
     sink.publish_alert(payload)
     sink.publish_health({"uptime_s": 1})  # not shown by default
     assert stream.getvalue() == (
-        "ALERT 2026-11-23T08:00:00.000Z pi-1 CLOSE event abababab seq 7 peak 0.1235 (thr 0.05) windows 4 top ax:0.70,ay:0.30\n"
+        "ALERT 2026-11-23T08:00:00.000Z pi-1 CLOSE event abababab seq 7 peak 0.1235 (thr 0.05) windows 4 top "
+            "ax:0.70,ay:0.30\n"
     )
     as_json = io.StringIO()
     StdoutSink(as_json, as_json=True).publish_alert(payload)

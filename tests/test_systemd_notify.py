@@ -32,7 +32,7 @@ def receive_all(sock: socket.socket, idle: float = 0.5) -> list[str]:
     try:
         while not out or out[-1] != "END":
             out.append(sock.recv(4096).decode())
-    except (socket.timeout, BlockingIOError):
+    except (TimeoutError, BlockingIOError):
         pass
     return out
 

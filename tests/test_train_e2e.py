@@ -57,8 +57,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, content: st
 
 
 def test_cli_defaults_match_train_config() -> None:
-    from vigil.cli.train_cmds import DEFAULTS
     from trainer.fit import TrainConfig
+    from vigil.cli.train_cmds import DEFAULTS
 
     config_defaults = {f.name: f.default for f in fields(TrainConfig)}
     for key, value in DEFAULTS.items():

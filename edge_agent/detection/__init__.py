@@ -13,8 +13,8 @@ One algorithm per module, each a small streaming object (``update`` / ``reset``
 
 from edge_agent.detection.dynamic_threshold import Decision, DynamicThreshold
 from edge_agent.detection.factory import dynamic_threshold_for, sensor_health_for
-from edge_agent.detection.policy import recommended_policy
 from edge_agent.detection.fault_events import SensorFault, SensorFaultEvent
+from edge_agent.detection.policy import recommended_policy
 from edge_agent.detection.sensor_faults import SensorHealthMonitor
 from edge_agent.detection.settings import (
     AlertPolicySettings,

@@ -33,8 +33,9 @@ class SensorFaultEvent:
     farthest out for out of range, most samples lost at once for a dropout)
     and ``limit`` the limit it crossed. ``sample_count``: samples with the
     fault (flatline: the flat chunks' samples; clipping: samples at a bound;
-    out of range: samples out of range; dropout: samples lost). ``close_reason`` (closes only): ``normal`` when the fault cleared,
-    else why it was closed (``agent_stopped``, ``end_of_stream``, ...).
+    out of range: samples out of range; dropout: samples lost). ``close_reason``
+    (closes only): ``normal`` when the fault cleared, else why it was closed
+    (``agent_stopped``, ``end_of_stream``, ...).
     """
 
     event_id: str
@@ -81,7 +82,7 @@ class Track:
             if self.event is not None and spans.first[0] - self.last_true > self.hold:
                 out.append(self.close("normal"))
             cuts = (np.flatnonzero(spans.first[1:] - spans.last[:-1] > self.hold) + 1).tolist()
-            for a, b in zip([0, *cuts], [*cuts, spans.first.size]):
+            for a, b in zip([0, *cuts], [*cuts, spans.first.size], strict=True):
                 if self.event is None:
                     out.append(self._open(spans, a))
                 self._extend(spans, a, b)

@@ -17,7 +17,8 @@ the window restarts. A failure at :meth:`open` is a configuration error
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from edge_agent.errors import VigilInputError
 from edge_agent.sources.base import SampleBlock, SourceStats

@@ -27,7 +27,7 @@ returned ``fault_ranges`` are identical to the ``faults=False`` signal.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

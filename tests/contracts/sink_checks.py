@@ -44,7 +44,8 @@ def check_health_never_raises_and_is_not_an_alert(rig: SinkRig) -> None:
 def check_stats_are_json_scalars_and_count_alerts(rig: SinkRig) -> None:
     def flat(stats: dict) -> dict:
         assert isinstance(stats, dict) and stats
-        assert all(isinstance(k, str) and (v is None or isinstance(v, (bool, int, float, str))) for k, v in stats.items())
+        assert all(isinstance(k, str) and (v is None or isinstance(v, (bool, int, float, str)))
+                   for k, v in stats.items())
         json.dumps(stats)
         return stats
 

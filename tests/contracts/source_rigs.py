@@ -136,8 +136,8 @@ def _i2c_rig(kind: str, tmp_path: Path) -> SourceRig:
     def recovered() -> bool:
         return clock.now > state["back_at"] and source.stats.samples > state["samples_at_fail"] + 10
 
-    return SourceRig(kind, source, 3, good_rows=200, finite=False, now=clock, clock_slack=0.02, idle_empty=False, fail=fail,
-                     recovered=recovered)
+    return SourceRig(kind, source, 3, good_rows=200, finite=False, now=clock, clock_slack=0.02, idle_empty=False,
+                     fail=fail, recovered=recovered)
 
 
 RIGS: dict[str, Callable[[Path], SourceRig]] = {

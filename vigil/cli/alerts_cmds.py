@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from vigil.cli.common import load_extra, one_line_errors
 from edge_agent.errors import VigilInputError
+from vigil.cli.common import load_extra, one_line_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,8 @@ def alerts(
     protocol: str = typer.Option("3.1.1", "--protocol", help="MQTT protocol: 3.1.1 or 5."),
     as_json: bool = typer.Option(False, "--json", help="Print the alert JSON instead of a summary line."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Exit 0 after this many alerts."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.0, help="Stop after S seconds (exit 1 if --count not reached)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.0, help="Stop after S seconds (exit 1 if --count "
+        "not reached)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log connection events on stderr."),
 ) -> None:
     """Show alerts live as they arrive (duplicates from re-sends are dropped)."""

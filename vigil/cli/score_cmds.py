@@ -23,15 +23,21 @@ def score(
     bundle: Path = typer.Argument(..., help="The .vigil bundle."),
     data: Path = typer.Argument(..., help="Data file (CSV/TXT/NPY/WAV)."),
     out: Path = typer.Option(..., "--out", help="scores.csv: row,score,threshold,anomalous[,timestamp]."),
-    events: Optional[Path] = typer.Option(None, "--events", help="events.jsonl: every alert payload (open and close) as the agent publishes it."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Agent TOML whose [alerts], [quality], device id and source rate/columns apply."),
+    events: Optional[Path] = typer.Option(None, "--events", help="events.jsonl: every alert payload (open and close) "
+        "as the agent publishes it."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Agent TOML whose [alerts], [quality], device "
+        "id and source rate/columns apply."),
     rows: Optional[str] = typer.Option(None, "--rows", help="START:END data rows (0-based, END exclusive)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="File columns feeding the bundle's features, in order (default: by name)."),
-    sensitivity: Optional[float] = typer.Option(None, "--sensitivity", help="Alert when score > threshold x sensitivity (overrides the config)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Open an event when k of the last n windows are anomalous (default: the bundle's policy)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="File columns feeding the bundle's features, in "
+        "order (default: by name)."),
+    sensitivity: Optional[float] = typer.Option(None, "--sensitivity", help="Alert when score > threshold x "
+        "sensitivity (overrides the config)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Open an event when k of the last n windows are anomalous "
+        "(default: the bundle's policy)."),
     n: Optional[int] = typer.Option(None, "--n", help="See --k."),
     m: Optional[int] = typer.Option(None, "--m", help="Close an event after m normal windows in a row."),
-    cooldown: Optional[int] = typer.Option(None, "--cooldown", help="Windows after a close before a new event may open."),
+    cooldown: Optional[int] = typer.Option(None, "--cooldown",
+                                           help="Windows after a close before a new event may open."),
     threads: int = typer.Option(1, "--threads", min=1, help="Interpreter threads."),
 ) -> None:
     """Score a file offline exactly as the device would (scores.csv, events.jsonl)."""

@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from vigil.cli.common import load_extra, one_line_errors
 from edge_agent.errors import VigilInputError
+from vigil.cli.common import load_extra, one_line_errors
 
 DEFAULTS = {
     "window": 128, "hop": 4, "model": "lstm", "units": "32,16", "loss": "mse", "center": True, "epochs": 50,
@@ -22,48 +22,89 @@ DEFAULTS = {
     "score": "mse", "seed": 0,
 }
 
-TRAIN_HELP = """Fit an autoencoder on normal rows of DATA and write a run directory.
-
-The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler sees only them); the held-out tail drives early stopping and sets the threshold. Prints one line per epoch. Writes RUN/model.keras, RUN/run.json, RUN/train_rows.npy and RUN/loss.png.
-
-Defaults: a 128-row window scored every 4th row (--hop 4): long enough to hold a cycle, or a good part of one, of typical machine or body signals sampled at tens to hundreds of Hz, at a quarter of the hop-1 compute in training and on the device (alarm delay at most 3 rows). A training slice too short for the window gets a shorter one (about one period of the data, at least 16 rows), and says so. The model reconstructs each window's shape around its own mean (--center); it prints its skill ratio (held-out error / error of repeating each window's mean; above 0.8 it warns and names the likely cause). Threshold: calibrated to a false-alarm budget (--false-alarms auto: the stricter of 1/day and 1 per 1000 windows) on the held-out windows by a peaks-over-threshold (extreme value) fit, no smoothing. Constant features are reported and scored against their resolution; --clean auto drops training windows an IsolationForest isolates far beyond the rest.
-
-Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg
-"""
+TRAIN_HELP = (
+    "Fit an autoencoder on normal rows of DATA and write a run directory.\n"
+    "\n"
+    "The training rows are split in time: the first (1 - validation fraction) are fitted (the scaler sees only "
+    "them); the held-out tail drives early stopping and sets the threshold. Prints one line per epoch. Writes "
+    "RUN/model.keras, RUN/run.json, RUN/train_rows.npy and RUN/loss.png.\n"
+    "\n"
+    "Defaults: a 128-row window scored every 4th row (--hop 4): long enough to hold a cycle, or a good part of "
+    "one, of typical machine or body signals sampled at tens to hundreds of Hz, at a quarter of the hop-1 compute "
+    "in training and on the device (alarm delay at most 3 rows). A training slice too short for the window gets a "
+    "shorter one (about one period of the data, at least 16 rows), and says so. The model reconstructs each "
+    "window's shape around its own mean (--center); it prints its skill ratio (held-out error / error of "
+    "repeating each window's mean; above 0.8 it warns and names the likely cause). Threshold: calibrated to a "
+    "false-alarm budget (--false-alarms auto: the stricter of 1/day and 1 per 1000 windows) on the held-out "
+    "windows by a peaks-over-threshold (extreme value) fit, no smoothing. Constant features are reported and "
+    "scored against their resolution; --clean auto drops training windows an IsolationForest isolates far beyond "
+    "the rest.\n"
+    "\n"
+    "Example: vigil train ecg.txt --columns 1,2 --train-rows 0:1833 --out runs/ecg\n"
+)
 
 
 def train(
     data: Path = typer.Argument(..., help="Data file: CSV (header), whitespace TXT, NPY or WAV."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (an existing run there is replaced)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Feature columns a,b (names; headerless files: 0,1,...). Default: all but the timestamp."),
-    train_rows: Optional[str] = typer.Option(None, "--train-rows", help="START:END normal rows to train on (0-based data rows, END exclusive). Default: all rows."),
-    timestamp_column: Optional[str] = typer.Option(None, "--timestamp-column", help="Column holding time stamps (default: one named timestamp/time/date/datetime, or ISO datetimes)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Feature columns a,b (names; headerless files: "
+        "0,1,...). Default: all but the timestamp."),
+    train_rows: Optional[str] = typer.Option(None, "--train-rows", help="START:END normal rows to train on (0-based "
+        "data rows, END exclusive). Default: all rows."),
+    timestamp_column: Optional[str] = typer.Option(None, "--timestamp-column", help="Column holding time stamps "
+        "(default: one named timestamp/time/date/datetime, or ISO datetimes)."),
     window: int = typer.Option(DEFAULTS["window"], "--window", help="Window length in rows."),
-    hop: int = typer.Option(DEFAULTS["hop"], "--hop", help="Rows between the starts of consecutive windows (1 = score every row)."),
-    model: str = typer.Option(DEFAULTS["model"], "--model", help="lstm (LSTM autoencoder) or dense (faster for long windows)."),
-    units: str = typer.Option(DEFAULTS["units"], "--units", help="Encoder layer sizes, outermost first; the last is the code size."),
+    hop: int = typer.Option(DEFAULTS["hop"], "--hop", help="Rows between the starts of consecutive windows (1 = score "
+        "every row)."),
+    model: str = typer.Option(DEFAULTS["model"], "--model", help="lstm (LSTM autoencoder) or dense (faster for long "
+        "windows)."),
+    units: str = typer.Option(DEFAULTS["units"], "--units", help="Encoder layer sizes, outermost first; the last is "
+        "the code size."),
     loss: str = typer.Option(DEFAULTS["loss"], "--loss", help="Training loss: mse or mae."),
-    center: bool = typer.Option(DEFAULTS["center"], "--center/--no-center", help="Level pass-through: the network reconstructs each window's deviation from its own mean and the mean is added back (on slow or drifting signals it otherwise spends itself on the level; benchmarks/notes/skill.md)."),
-    epochs: int = typer.Option(DEFAULTS["epochs"], "--epochs", help="Maximum epochs (early stopping usually ends sooner)."),
+    center: bool = typer.Option(DEFAULTS["center"], "--center/--no-center", help="Level pass-through: the network "
+        "reconstructs each window's deviation from its own mean and the mean is added back (on slow or drifting "
+        "signals it otherwise spends itself on the level; benchmarks/notes/skill.md)."),
+    epochs: int = typer.Option(DEFAULTS["epochs"], "--epochs", help="Maximum epochs (early stopping usually ends "
+        "sooner)."),
     batch_size: int = typer.Option(DEFAULTS["batch_size"], "--batch-size", help="Windows per training step."),
-    patience: int = typer.Option(DEFAULTS["patience"], "--patience", help="Stop after this many epochs without a better validation loss (0 = never stop early); the best weights are kept."),
+    patience: int = typer.Option(DEFAULTS["patience"], "--patience", help="Stop after this many epochs without a "
+        "better validation loss (0 = never stop early); the best weights are kept."),
     learning_rate: float = typer.Option(DEFAULTS["learning_rate"], "--learning-rate", help="Adam learning rate."),
-    validation_fraction: float = typer.Option(DEFAULTS["validation_fraction"], "--validation-fraction", help="Held-out tail of the training rows (early stopping and threshold)."),
-    scaler: str = typer.Option(DEFAULTS["scaler"], "--scaler", help="minmax, standard or robust (median / interquartile range), fitted on the fitted rows only. A constant feature is scaled by its resolution (smallest step), so any departure from it alarms."),
-    clip: Optional[float] = typer.Option(DEFAULTS["clip"], "--clip", help="Clip scaled values MARGIN training-range widths beyond the training range (device and trainer alike), so a reading far out of range cannot produce runaway scores. Default: off."),
-    clean: str = typer.Option(DEFAULTS["clean"], "--clean", help="IsolationForest pre-filter of the training windows: auto (drop windows isolated far beyond the rest: more than 5 robust sigmas above the median score, at most 5%), off, or contamination=F (drop the most isolated fraction F)."),
-    threshold: str = typer.Option(DEFAULTS["threshold"], "--threshold", help="pot (calibrated to --false-alarms), mean+k*std, percentile:P, max (held-out normal windows), or best-f1 / pr-balance (need --labels)."),
-    false_alarms: str = typer.Option(DEFAULTS["false_alarms"], "--false-alarms", help="False-alarm budget of --threshold pot: N/day, N/week, N/h, N/min (needs a timestamp column for the sample rate) or N/window, N/1000windows. Default auto: the stricter of 1/day (about what one asset's operator accepts) and 0.001 per window (what mean+3 std gives for Gaussian scores; the only one without a sample rate). The expected rate is printed and stored in run.json."),
+    validation_fraction: float = typer.Option(DEFAULTS["validation_fraction"], "--validation-fraction", help="Held-out "
+        "tail of the training rows (early stopping and threshold)."),
+    scaler: str = typer.Option(DEFAULTS["scaler"], "--scaler", help="minmax, standard or robust (median / "
+        "interquartile range), fitted on the fitted rows only. A constant feature is scaled by its resolution "
+        "(smallest step), so any departure from it alarms."),
+    clip: Optional[float] = typer.Option(DEFAULTS["clip"], "--clip", help="Clip scaled values MARGIN training-range "
+        "widths beyond the training range (device and trainer alike), so a reading far out of range cannot produce "
+        "runaway scores. Default: off."),
+    clean: str = typer.Option(DEFAULTS["clean"], "--clean", help="IsolationForest pre-filter of the training windows: "
+        "auto (drop windows isolated far beyond the rest: more than 5 robust sigmas above the median score, at most "
+        "5%), off, or contamination=F (drop the most isolated fraction F)."),
+    threshold: str = typer.Option(DEFAULTS["threshold"], "--threshold", help="pot (calibrated to --false-alarms), "
+        "mean+k*std, percentile:P, max (held-out normal windows), or best-f1 / pr-balance (need --labels)."),
+    false_alarms: str = typer.Option(DEFAULTS["false_alarms"], "--false-alarms", help="False-alarm budget of "
+        "--threshold pot: N/day, N/week, N/h, N/min (needs a timestamp column for the sample rate) or N/window, "
+        "N/1000windows. Default auto: the stricter of 1/day (about what one asset's operator accepts) and 0.001 per "
+        "window (what mean+3 std gives for Gaussian scores; the only one without a sample rate). The expected rate is "
+        "printed and stored in run.json."),
     k: float = typer.Option(DEFAULTS["k"], "--k", help="k of mean+k*std."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Label file for best-f1 / pr-balance (CSV start,end; Telemanom; NAB; discord labels.json)."),
-    label_rows: Optional[str] = typer.Option(None, "--label-rows", help="START:END rows of DATA the labels describe (default: the rows after --train-rows)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label file for best-f1 / pr-balance (CSV start,end; "
+        "Telemanom; NAB; discord labels.json)."),
+    label_rows: Optional[str] = typer.Option(None, "--label-rows", help="START:END rows of DATA the labels describe "
+        "(default: the rows after --train-rows)."),
     channel: Optional[str] = typer.Option(None, "--channel", help="Channel id in a Telemanom label file."),
-    series: Optional[str] = typer.Option(None, "--series", help="Series key in a NAB / discord label file (default: taken from DATA's path)."),
-    smoothing: Optional[float] = typer.Option(DEFAULTS["smoothing"], "--smoothing", help="EWMA alpha in (0, 1] over consecutive window scores (1 = off)."),
+    series: Optional[str] = typer.Option(None, "--series", help="Series key in a NAB / discord label file (default: "
+        "taken from DATA's path)."),
+    smoothing: Optional[float] = typer.Option(DEFAULTS["smoothing"], "--smoothing", help="EWMA alpha in (0, 1] over "
+        "consecutive window scores (1 = off)."),
     score: str = typer.Option(DEFAULTS["score"], "--score", help="Window score: mse or mae of the reconstruction."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Per-feature score weights w1,w2,... (default: equal)."),
-    seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for weights, shuffling and the baseline: same seed, same run."),
-    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own log lines (hidden by default: they look like errors but are not)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Per-feature score weights w1,w2,... (default: "
+        "equal)."),
+    seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for weights, shuffling and the baseline: same "
+        "seed, same run."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own log lines (hidden by default: they "
+        "look like errors but are not)."),
 ) -> None:
     _run_train(locals())
 
@@ -90,7 +131,8 @@ def _run_train(opts: dict) -> None:
     )
     mod = load_extra("train", "train", "trainer.fit")
     run = mod.run_train(mod.TrainConfig(**cfg_kwargs, echo=typer.echo))
-    typer.echo(f"next: vigil evaluate {run.path} DATA --labels LABELS   or   vigil convert {run.path} --out MODEL.vigil")
+    typer.echo(f"next: vigil evaluate {run.path} DATA --labels LABELS   or   "
+               f"vigil convert {run.path} --out MODEL.vigil")
 
 
 def _numbers(text: str, key: str, kind: type) -> list:

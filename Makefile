@@ -1,13 +1,14 @@
 # vigil-edge: the two commands of the README, plus what they need.
 #   make demo   set up a venv and run `vigil demo` (train -> evaluate -> convert -> agent)
 #   make test   set up a venv, make sure mosquitto is installed, run the whole test suite
+#   make lint   mypy (strict on edge_agent) and ruff (whole repo), configured in pyproject.toml
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast broker clean bench bench-latency bench-footprint bench-size bench-quality bench-reliability bench-report
+.PHONY: setup demo test test-fast lint broker clean bench bench-latency bench-footprint bench-size bench-quality bench-reliability bench-report
 
 setup: $(STAMP)
 
@@ -26,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP) broker
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/python -m mypy edge_agent
+	$(BIN)/ruff check .
 
 # everything but the tests that train or convert a model
 test-fast: $(STAMP) broker

@@ -24,25 +24,25 @@ from edge_agent.core import Scaler, WindowSpec, sliding_windows
 
 RESULTS = Path(__file__).parent / "results" / "skill.json"
 SERIES = ("machine_temperature_system_failure", "ambient_temperature_system_failure", "chfdb_chf01_275", "TEK16")
-BASE = dict(scaler="minmax", learning_rate=3e-3, patience=5, window=128, hop=4, epochs=50, batch_size=64,
-            center=False)
+BASE = {"scaler": "minmax", "learning_rate": 3e-3, "patience": 5, "window": 128, "hop": 4, "epochs": 50, "batch_size": 64,
+            "center": False}
 SETTINGS: dict[str, dict[str, Any]] = {
     "today": {},
-    "standard": dict(scaler="standard"),
-    "standard_lr1e-3_p10": dict(scaler="standard", learning_rate=1e-3, patience=10),
-    "robust_lr1e-3_p10": dict(scaler="robust", learning_rate=1e-3, patience=10),
-    "standard_lr1e-3_p10_winauto": dict(scaler="standard", learning_rate=1e-3, patience=10, window="auto"),
-    "standard_lr1e-3_p10_bs256": dict(scaler="standard", learning_rate=1e-3, patience=10, batch_size=256),
-    "lr1e-3_p10": dict(learning_rate=1e-3, patience=10),
-    "center": dict(center=True),
-    "center_standard_lr1e-3_p10": dict(center=True, scaler="standard", learning_rate=1e-3, patience=10),
-    "center_standard_p10": dict(center=True, scaler="standard", patience=10),
-    "center_standard_p10_winauto": dict(center=True, scaler="standard", patience=10, window="auto"),
-    "center_standard_p10_bs256": dict(center=True, scaler="standard", patience=10, batch_size=256),
-    "center_p10": dict(center=True, patience=10),
-    "center_standard": dict(center=True, scaler="standard"),
-    "robust_center_p10": dict(center=True, scaler="robust", patience=10),
-    "final": dict(center=True, patience=10, exceedance=True),
+    "standard": {"scaler": "standard"},
+    "standard_lr1e-3_p10": {"scaler": "standard", "learning_rate": 1e-3, "patience": 10},
+    "robust_lr1e-3_p10": {"scaler": "robust", "learning_rate": 1e-3, "patience": 10},
+    "standard_lr1e-3_p10_winauto": {"scaler": "standard", "learning_rate": 1e-3, "patience": 10, "window": "auto"},
+    "standard_lr1e-3_p10_bs256": {"scaler": "standard", "learning_rate": 1e-3, "patience": 10, "batch_size": 256},
+    "lr1e-3_p10": {"learning_rate": 1e-3, "patience": 10},
+    "center": {"center": True},
+    "center_standard_lr1e-3_p10": {"center": True, "scaler": "standard", "learning_rate": 1e-3, "patience": 10},
+    "center_standard_p10": {"center": True, "scaler": "standard", "patience": 10},
+    "center_standard_p10_winauto": {"center": True, "scaler": "standard", "patience": 10, "window": "auto"},
+    "center_standard_p10_bs256": {"center": True, "scaler": "standard", "patience": 10, "batch_size": 256},
+    "center_p10": {"center": True, "patience": 10},
+    "center_standard": {"center": True, "scaler": "standard"},
+    "robust_center_p10": {"center": True, "scaler": "robust", "patience": 10},
+    "final": {"center": True, "patience": 10, "exceedance": True},
 }
 
 
@@ -60,7 +60,7 @@ def run_one(series: Series, setting: dict[str, Any], seed: int = 0) -> dict[str,
 
     cfg = {**BASE, **setting}
     rows = series.load_train().values
-    n_held = int(round(len(rows) * 0.2))
+    n_held = round(len(rows) * 0.2)
     fit_rows, held_rows = rows[:-n_held], rows[-n_held:]
     period = dominant_period(fit_rows)
     window = cfg["window"]
@@ -108,7 +108,7 @@ def exceedance(series: Series, model: Any, scaler: Scaler, spec: WindowSpec, hel
     thresholds = {"mean+3std": float(held.mean() + 3 * held.std()),
                   "pot_1/day": calibrate_threshold(held, parse_false_alarms("1/day"), test.sampling_rate_hz,
                                                    spec.hop)[0]}
-    out: dict[str, Any] = {"rate_hz": test.sampling_rate_hz, "n_test_windows": int(len(scores))}
+    out: dict[str, Any] = {"rate_hz": test.sampling_rate_hz, "n_test_windows": len(scores)}
     for name, thr in thresholds.items():
         above = scores > thr
         false = above & ~hit

@@ -108,17 +108,18 @@ def test_train_end_to_end(tmp_path: Path) -> None:
     fit_rows, held = split_train_rows(run.train_rows(), 0.2)
     assert run.scaler.offset == pytest.approx(fit_rows.min(axis=0).tolist())
 
-    # the threshold is mean + 3 std of the held-out windows' scores
+    # the threshold is mean + 3 std of the held-out windows' scores, smoothed as the device will
     model = run.load_model()
-    held_scores = score_rows(model, held, run.scaler, run.spec).window_scores
+    alpha = meta["detection"]["policy"]["smoothing"]
+    held_scores = score_rows(model, held, run.scaler, run.spec, smoothing_alpha=alpha).window_scores
     assert run.threshold == pytest.approx(held_scores.mean() + 3 * held_scores.std(), rel=1e-4)
 
     # new normal rows stay mostly below the threshold; an injected anomaly goes above
     test = values[600:].copy()
-    normal = score_rows(model, test, run.scaler, run.spec).window_scores
+    normal = score_rows(model, test, run.scaler, run.spec, smoothing_alpha=alpha).window_scores
     assert np.mean(normal > run.threshold) < 0.05
     test[150:170, 0] += 2.5
-    scores = score_rows(model, test, run.scaler, run.spec).row_scores
+    scores = score_rows(model, test, run.scaler, run.spec, smoothing_alpha=alpha).row_scores
     assert np.nanmax(scores[150:186]) > 2 * run.threshold
 
     base = baseline_from_run(run)

@@ -10,7 +10,7 @@ import pytest
 
 from trainer.fit import TrainConfig, run_train
 
-TINY = dict(units=(8, 4), epochs=2, batch_size=32, seed=0)
+TINY = {"units": (8, 4), "epochs": 2, "batch_size": 32, "seed": 0}
 
 
 def _csv(path: Path, values: np.ndarray, names: list[str], rate_hz: float | None = None) -> Path:
@@ -68,3 +68,5 @@ def test_short_slice_picks_a_window_and_the_budget_sets_the_threshold(tmp_path: 
     assert threshold["params"]["expected_false_alarms_per_day"] == pytest.approx(1.0)
     assert threshold["value"] >= meta["training"]["error_stats"]["max"] * (1 - 1e-9)
     assert meta["baseline"]["threshold"] > 0
+    assert meta["detection"]["false_alarm"]["unit"] == "day"
+    assert meta["detection"]["false_alarm"]["expected"] == pytest.approx(1.0)

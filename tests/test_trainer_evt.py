@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from edge_agent.detection.evt import MIN_PEAKS, fit_gpd, gpd_log_likelihood, pot_threshold
+from edge_agent.detection.evt import (
+    MIN_PEAKS,
+    fit_gpd,
+    gpd_log_likelihood,
+    pot_threshold,
+)
 
 
 def test_exponential_quantile_within_tolerance() -> None:

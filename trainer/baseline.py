@@ -47,7 +47,7 @@ class IsolationForestBaseline:
         self.spec: WindowSpec | None = None
         self._forest: Any = None
 
-    def fit(self, train_rows: np.ndarray, scaler: Scaler, spec: WindowSpec, seed: int) -> "IsolationForestBaseline":
+    def fit(self, train_rows: np.ndarray, scaler: Scaler, spec: WindowSpec, seed: int) -> IsolationForestBaseline:
         """Fit on the windows of ``train_rows`` (the rows the autoencoder was fitted on)."""
         from sklearn.ensemble import IsolationForest
 

@@ -122,3 +122,15 @@ def expected_rate_text(params: dict[str, Any]) -> str:
     if "expected_false_alarms_per_day" in params:
         return f"target {params['expected_false_alarms_per_day']:.3g} false windows per day"
     return f"target {params.get('expected_false_alarms_per_window', float('nan')):.3g} false windows per window"
+
+
+def false_alarm_info(params: dict[str, Any]) -> dict[str, Any] | None:
+    """``detection.false_alarm`` (target, unit, expected, method) from calibrated params; None if not calibrated."""
+    if "q_risk" not in params:
+        return None
+    method = str(params.get("pot", {}).get("method", "POT"))
+    if "expected_false_alarms_per_day" in params:
+        per_day = float(params["expected_false_alarms_per_day"])
+        return {"target": per_day, "unit": "day", "expected": per_day, "method": method}
+    q = float(params["q_risk"])
+    return {"target": q, "unit": "window", "expected": q, "method": method}

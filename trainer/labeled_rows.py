@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,8 @@ def labeled_rows(cfg: Any, strategy: ThresholdStrategy, min_rows: int) -> Labele
 
 
 def _load_label_ranges(cfg: Any, table: Table, load_labels: Callable[..., Any]) -> list[tuple[int, int]]:
-    kwargs = dict(n_rows=table.n_rows, timestamps=table.timestamps, row_offset=table.row_offset,
-                  channel=cfg.channel)
+    kwargs = {"n_rows": table.n_rows, "timestamps": table.timestamps, "row_offset": table.row_offset,
+                  "channel": cfg.channel}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

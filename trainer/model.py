@@ -17,7 +17,8 @@ the step (an unusual shape), not for as long as the new level lasts.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from trainer.keras_backend import keras
 

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def parse_clean(text: str) -> CleanSetting:
 
 def clean_windows(windows: np.ndarray, setting: CleanSetting, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """(kept windows, run.json ``training.clean``): drop the windows an IsolationForest isolates most."""
-    info: dict[str, Any] = {"mode": setting.text, "n_windows": int(len(windows)), "dropped": 0}
+    info: dict[str, Any] = {"mode": setting.text, "n_windows": len(windows), "dropped": 0}
     if setting.mode == "off" or len(windows) < 20:
         return windows, info
     from sklearn.ensemble import IsolationForest

@@ -8,7 +8,8 @@ loaded 2-core host), so during an epoch a line is printed at most every
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BATCH_REPORT_SECONDS = 5.0
 

@@ -8,10 +8,11 @@ the threshold sees. 1.0 means the model is no better than "the window's mean";
 an anomaly detector at that ratio ranks windows by their variance.
 
 Warning limit 0.8: the model must remove at least a fifth of the error that is
-left after subtracting each window's mean. Measured (benchmarks/notes/skill.md)
-the series where the model learnt the shape reach 0.05-0.6, the skill-less ones
-sit at 0.9-1.2, and few fall in between, so 0.8 separates the two groups with
-margin on both sides.
+left after subtracting each window's mean. Measured on 4 real series
+(benchmarks/notes/skill.md) the models that learnt shape reached 0.26-0.59,
+the skill-less ones 1.09-45 (previous defaults) and the stalled ones 0.83-0.90
+(best epoch 2-12 of a too-short run, or an early stop at epoch 11); 0.8 sits
+between the groups, with a 0.2 margin above the worst trained series.
 """
 
 from __future__ import annotations

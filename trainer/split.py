@@ -11,5 +11,5 @@ import numpy as np
 
 def split_train_rows(rows: np.ndarray, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(fitted rows, held-out tail): the pinned split the converter's parity repeats."""
-    n_heldout = int(round(len(rows) * validation_fraction))
+    n_heldout = round(len(rows) * validation_fraction)
     return rows[: len(rows) - n_heldout], rows[len(rows) - n_heldout :]

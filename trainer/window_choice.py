@@ -23,7 +23,7 @@ def dominant_period(values: np.ndarray, max_lag: int | None = None) -> int | Non
     if x.ndim == 1:
         x = x[:, None]
     periods = [p for p in (_period_1d(x[:, j], max_lag) for j in range(x.shape[1])) if p is not None]
-    return int(round(float(np.median(periods)))) if periods else None
+    return round(float(np.median(periods))) if periods else None
 
 
 def _period_1d(x: np.ndarray, max_lag: int | None) -> int | None:
@@ -56,7 +56,7 @@ def _period_1d(x: np.ndarray, max_lag: int | None) -> int | None:
 
 def largest_window(n_rows: int, validation_fraction: float, hop: int, min_heldout_windows: int) -> int:
     """Largest window for which ``n_rows`` leave 2 fitted and ``min_heldout_windows`` held-out windows."""
-    n_held = int(round(n_rows * validation_fraction))
+    n_held = round(n_rows * validation_fraction)
     n_fit = n_rows - n_held
     return max(min(n_held - (min_heldout_windows - 1) * hop, n_fit - hop), 0)
 

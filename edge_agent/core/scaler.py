@@ -59,7 +59,7 @@ class Scaler:
             raise ValueError(f"unknown scaler {self.kind!r}; use one of {', '.join(SCALER_KINDS)}")
 
     @classmethod
-    def fit(cls, train_rows: np.ndarray, kind: str = "minmax", clip: float | None = None) -> "Scaler":
+    def fit(cls, train_rows: np.ndarray, kind: str = "minmax", clip: float | None = None) -> Scaler:
         """Fit on training rows only; never on validation or test rows."""
         x = np.asarray(train_rows, dtype=np.float64)
         if x.ndim == 1:
@@ -72,7 +72,7 @@ class Scaler:
             scaler = scaler.with_clip(x, clip)
         return scaler
 
-    def with_clip(self, train_rows: np.ndarray, margin: float) -> "Scaler":
+    def with_clip(self, train_rows: np.ndarray, margin: float) -> Scaler:
         """Copy that clips scaled values ``margin`` widths beyond the scaled training range."""
         if not (np.isfinite(margin) and margin >= 0):
             raise ValueError(f"clip margin must be a non-negative number, got {margin}")
@@ -108,7 +108,7 @@ class Scaler:
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Scale (and clip, when set) rows or windows (last axis = features); returns float32."""
         offset, scale = self._arrays()
-        scaled = (np.asarray(x, dtype=np.float32) - offset) / scale
+        scaled: np.ndarray = (np.asarray(x, dtype=np.float32) - offset) / scale
         if self.clips:
             low, high = self._clip_arrays()
             np.clip(scaled, low, high, out=scaled)
@@ -116,7 +116,8 @@ class Scaler:
 
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         offset, scale = self._arrays()
-        return np.asarray(x, dtype=np.float32) * scale + offset
+        restored: np.ndarray = np.asarray(x, dtype=np.float32) * scale + offset
+        return restored
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "offset": list(self.offset), "scale": list(self.scale)}
@@ -125,7 +126,7 @@ class Scaler:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scaler":
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
         offset = [float(v) for v in d["offset"]]
         scale = [float(v) for v in d["scale"]]
         if len(offset) != len(scale):

@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast lint broker clean bench bench-latency bench-footprint bench-size bench-quality bench-reliability bench-report
+.PHONY: setup demo test test-fast lint broker clean bench bench-latency bench-footprint bench-size bench-quality bench-reliability bench-chaos bench-report
 
 setup: $(STAMP)
 
@@ -37,13 +37,13 @@ test-fast: $(STAMP) broker
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Benchmarks (not tests): each writes benchmarks/results/<name>.json and .md; see BENCHMARKS.md.
-bench-latency bench-footprint bench-size bench-quality bench-report: $(STAMP) broker
+bench-latency bench-footprint bench-size bench-quality bench-chaos bench-report: $(STAMP) broker
 	$(BIN)/python -m benchmarks.$(@:bench-%=%)
 
 bench-reliability: $(STAMP) broker
 	$(BIN)/python -m benchmarks.reliability
 
-bench: bench-latency bench-size bench-footprint bench-reliability bench-quality bench-report
+bench: bench-latency bench-size bench-footprint bench-reliability bench-chaos bench-quality bench-report
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

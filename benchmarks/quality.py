@@ -45,16 +45,19 @@ from benchmarks.datasets import Series, all_series
 from benchmarks.reference import WORK
 
 COMMAND = ".venv/bin/python -m benchmarks.quality"
-MODELS = ("float", "auto", "isolation_forest", "random_same", "random_rate")
+# published_*: the events the device publishes (the streaming pipeline with the bundle's recommended
+# policy and dynamic threshold); the others are row-level "score > static threshold" baselines.
+PUBLISHED = ("published_float", "published_auto")
+MODELS = (*PUBLISHED, "float", "auto", "isolation_forest", "random_same", "random_rate")
 
 
-def evaluate_series(series: Series, epochs: int | None, reuse: bool = False) -> dict[str, Any]:
+def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
+                    rejudge: bool = False) -> dict[str, Any]:
     """Train, convert, score and measure one series (runs inside a worker process)."""
+    from benchmarks.reference import train_config
     from converter.convert import ConvertConfig, run_convert
     from trainer.fit import run_train
     from trainer.rundir import read_run
-
-    from benchmarks.reference import train_config
 
     base = WORK / "quality" / series.name
     run_dir, bundle_path = base / "run", base / "auto.vigil"
@@ -76,15 +79,92 @@ def evaluate_series(series: Series, epochs: int | None, reuse: bool = False) -> 
     run = read_run(run_dir)
     test = series.load_test()
     ranges = series.label_ranges(test)
-    scores = model_scores(run, bundle_path, test.values)
     local = [(s - test.row_offset, e - test.row_offset) for s, e in ranges]
+    models = published(series, run, bundle_path, ranges, base) if rejudge else {}
+    if not rejudge:
+        scores = model_scores(run, bundle_path, test.values)
+        models = {**published(series, run, bundle_path, ranges, base),
+                  **measure(scores, local, test.n_rows, run, seed=len(series.name))}
+    training = run.meta["training"]
     out = {"name": series.name, "group": series.group, "features": test.names, "test_rows": test.n_rows,
-           "events": len(ranges), "auto_mode": mode, "epochs_run": run.meta["training"].get("epochs_run",
-           run.meta["training"].get("epochs")), "notes": series.notes,
-           "models": measure(scores, local, test.n_rows, run, seed=len(series.name)),
+           "events": len(ranges), "auto_mode": mode, "epochs_run": training.get("epochs_run",
+           training.get("epochs")), "skill_ratio": training.get("skill_ratio"), "window": run.spec.window,
+           "notes": series.notes, "models": models,
            "seconds": {"train": trained - started, "convert": converted - trained,
                        "score": time.perf_counter() - converted}}
     return out
+
+
+def published(series: Series, run: Any, bundle_path: Path, ranges: list[tuple[int, int]],
+              base: Path) -> dict[str, Any]:
+    """Event metrics of what the device publishes, for the float model and the chosen bundle.
+
+    The float model's window scores are cached (``float_windows.npz``) so that ``--rejudge``
+    can replay new detection settings over the same scores in seconds.
+    """
+    from edge_agent.bundle import load_bundle
+    from trainer.pipeline_view import KerasWindowScorer, bundle_view
+    from trainer.published import published_events
+
+    cache = base / "float_windows.npz"
+    scorer: Any = CachedScorer.load(cache) if cache.is_file() else RecordingScorer(KerasWindowScorer(run))
+    out = {}
+    pub = published_events(bundle_view(run), series.path, ranges, rows=series.test_rows, columns=run.features,
+                           scorer=scorer)
+    if isinstance(scorer, RecordingScorer):
+        scorer.save(cache)
+    out["published_float"] = _published_entry(pub)
+    pub = published_events(load_bundle(bundle_path), series.path, ranges, rows=series.test_rows,
+                           columns=run.features)
+    out["published_auto"] = _published_entry(pub)
+    return out
+
+
+def _published_entry(pub: dict[str, Any]) -> dict[str, Any]:
+    e = pub["event"]
+    return {"tp": e["tp"], "fp": e["fp"], "fn": e["fn"], "precision": e["precision"], "recall": e["recall"],
+            "f1": e["f1"], "pr_auc": None, "threshold": pub["threshold"], "flagged_rows": pub["flagged_rows"],
+            "events": pub["events"], "sensor_faults": len(pub["sensor_faults"])}
+
+
+class RecordingScorer:
+    """Scores through ``inner`` and remembers every window score, in order."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.scores: list[float] = []
+        self.errors: list[np.ndarray] = []
+
+    def score_many(self, windows: np.ndarray) -> list[Any]:
+        results = self.inner.score_many(windows)
+        self.scores.extend(r.score for r in results)
+        self.errors.extend(r.feature_errors for r in results)
+        return results
+
+    def save(self, path: Path) -> None:
+        np.savez(path, scores=np.asarray(self.scores, dtype=np.float64),
+                 errors=np.asarray(self.errors, dtype=np.float64))
+
+
+class CachedScorer:
+    """Replays recorded window scores in order (the same data gives the same windows in the same order)."""
+
+    def __init__(self, scores: np.ndarray, errors: np.ndarray) -> None:
+        self.scores, self.errors, self.next = scores, errors, 0
+
+    @classmethod
+    def load(cls, path: Path) -> CachedScorer:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["scores"], data["errors"])
+
+    def score_many(self, windows: np.ndarray) -> list[Any]:
+        from edge_agent.core.scoring import WindowScore
+
+        a, b = self.next, self.next + len(windows)
+        if b > len(self.scores):
+            raise RuntimeError("cached scores do not match the windows (delete float_windows.npz)")
+        self.next = b
+        return [WindowScore(float(s), e) for s, e in zip(self.scores[a:b], self.errors[a:b], strict=True)]
 
 
 def model_scores(run: Any, bundle_path: Path, values: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
@@ -113,19 +193,20 @@ def measure(scores: dict[str, tuple[np.ndarray, float]], local: list[tuple[int, 
     from edge_agent.core import row_scores_from_windows
     from trainer import metrics as M
     from trainer.labels import ranges_to_mask
-    from trainer.threshold import normal_threshold, parse_strategy
+    from trainer.threshold import parse_strategy
 
     label_mask = ranges_to_mask(local, n_rows)
     rng = np.random.default_rng(seed)
     n_windows = run.spec.count(n_rows)
     rand = row_scores_from_windows(rng.uniform(size=n_windows), n_rows, run.spec)
     strategy = parse_strategy(run.meta["threshold"]["strategy"], run.meta["threshold"].get("k", 3.0))
+    same = _random_same_threshold(run, strategy, rng)
     flt_rows, flt_thr = scores["float"]
     flagged = float(np.mean(np.nan_to_num(flt_rows, nan=-np.inf) > flt_thr))
     valid = rand[~np.isnan(rand)]
     rate_thr = float(np.quantile(valid, 1.0 - flagged)) if flagged > 0 else float("inf")
     all_scores = dict(scores)
-    all_scores["random_same"] = (rand, normal_threshold(rng.uniform(size=2000), strategy))
+    all_scores["random_same"] = (rand, same)
     all_scores["random_rate"] = (rand, rate_thr)
     out = {}
     for key, (rows, thr) in all_scores.items():
@@ -137,18 +218,37 @@ def measure(scores: dict[str, tuple[np.ndarray, float]], local: list[tuple[int, 
     return out
 
 
-def worker(name: str, epochs: int | None, reuse: bool) -> None:
+def _random_same_threshold(run: Any, strategy: Any, rng: np.random.Generator) -> float:
+    """The run's own threshold rule applied to random held-out scores (POT: the run's false-alarm budget)."""
+    from trainer.threshold import normal_threshold
+
+    held_out = rng.uniform(size=2000)
+    if strategy.name != "pot":
+        return float(normal_threshold(held_out, strategy))
+    from trainer.calibrate import calibrate_threshold, parse_false_alarms
+
+    params = run.meta["threshold"].get("params") or {}
+    budget = parse_false_alarms(str(params.get("false_alarms", "auto")))
+    value, _, _ = calibrate_threshold(held_out, budget, run.meta.get("sampling_rate_hz"), run.spec.hop)
+    return float(value)
+
+
+def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False) -> None:
     series = {s.name: s for s in all_series()}[name]
     path = WORK / "quality" / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text()) if rejudge and path.is_file() else {}
     try:
-        result = evaluate_series(series, epochs, reuse)
+        result = evaluate_series(series, epochs, reuse or rejudge, rejudge)
+        if rejudge and "models" in previous:  # keep the row-level baselines of the full run
+            result["models"] = {**previous["models"], **result["models"]}
     except Exception as exc:  # a series the defaults cannot handle is a result
         result = {"name": name, "group": series.group, "error": f"{type(exc).__name__}: {exc}"}
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
 
 
-def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool) -> list[dict[str, Any]]:
+def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
+            rejudge: bool = False) -> list[dict[str, Any]]:
     pending, running = list(names), []
     while pending or running:
         while pending and len(running) < jobs:
@@ -156,7 +256,9 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool) -> lis
             log(f"start {name}")
             cmd = [sys.executable, "-m", "benchmarks.quality", "--worker", name]
             cmd += [] if epochs is None else ["--epochs", str(epochs)]
-            running.append((name, subprocess.Popen(cmd + (["--reuse"] if reuse else []), cwd=ROOT,
+            cmd += ["--reuse"] if reuse else []
+            cmd += ["--rejudge"] if rejudge else []
+            running.append((name, subprocess.Popen(cmd, cwd=ROOT,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
         for item in list(running):
@@ -188,19 +290,20 @@ def totals(results: list[dict[str, Any]], group: str | None = None) -> dict[str,
 
 
 def render(data: dict[str, Any]) -> str:
-    head = ["series", "events", "epochs", "auto mode"] + [f"{k} F1" for k in MODELS[:4]] + ["random@rate F1"] + \
-           [f"{k} PR-AUC" for k in ("float", "auto", "isolation_forest", "random_rate")]
+    f1_keys = (*PUBLISHED, "float", "isolation_forest", "random_rate")
+    head = ["series", "events", "window", "epochs", "skill ratio", "auto mode"] + [f"{k} F1" for k in f1_keys] + \
+           [f"{k} PR-AUC" for k in ("float", "isolation_forest", "random_rate")]
     rows = []
     for r in data["series"]:
         if "models" not in r:
             why = r["error"].split(".csv: ", 1)[-1].split(".txt: ", 1)[-1]
-            rows.append([f"{r.get('group', '?')}/{r['name']}: **not trainable with the defaults**: {why}"]
+            rows.append([f"{r.get('group', '?')}/{r['name']}: **failed with the defaults**: {why}"]
                         + [None] * (len(head) - 1))
             continue
         m = r["models"]
-        rows.append([f"{r['group']}/{r['name']}", r["events"], r["epochs_run"], r["auto_mode"]] +
-                    [m[k]["f1"] for k in MODELS] + [m[k]["pr_auc"] for k in ("float", "auto", "isolation_forest",
-                                                                              "random_rate")])
+        rows.append([f"{r['group']}/{r['name']}", r["events"], r.get("window"), r["epochs_run"], r.get("skill_ratio"),
+                     r["auto_mode"]] + [m[k]["f1"] if k in m else None for k in f1_keys]
+                    + [m[k]["pr_auc"] if k in m else None for k in ("float", "isolation_forest", "random_rate")])
     sections = [md_table(head, rows), "Event-wise precision / recall (tp, fp, fn) per series:\n\n" + pr_table(data)]
     for label, tot in data["totals"].items():
         trows = [(k, t["series"], t["tp"], t["fp"], t["fn"], t["precision"], t["recall"], t["f1"], t["macro_f1"],
@@ -228,26 +331,29 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def pr_table(data: dict[str, Any]) -> str:
-    keys = ("float", "auto", "isolation_forest", "random_rate")
+    keys = (*PUBLISHED, "float", "isolation_forest", "random_rate")
     rows = []
     for r in data["series"]:
         if "models" not in r:
             continue
         cells = []
         for k in keys:
+            if k not in r["models"]:
+                cells.append(None)
+                continue
             m = r["models"][k]
             cells.append(f"{m['precision']:.2f} / {m['recall']:.2f} ({m['tp']}, {m['fp']}, {m['fn']})")
         rows.append([r["name"]] + cells)
     return md_table(["series"] + [f"{k} P / R (tp, fp, fn)" for k in keys], rows)
 
 
-def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool) -> None:
+def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool, rejudge: bool = False) -> None:
     series = [s for s in all_series() if not only or s.name in only]
     names = [s.name for s in series]
     # longest training first, so the last jobs to finish are short ones
     biggest_first = [s.name for s in sorted(series, key=lambda s: s.train_rows[0] - s.train_rows[1])]
     started = time.perf_counter()
-    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse)}
+    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge)}
     results = [by_name[n] for n in names]
     data = {"epochs": epochs, "jobs": jobs, "trainer_defaults": trainer_defaults(), "series": results,
             "seconds": time.perf_counter() - started,
@@ -262,6 +368,8 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--reuse", action="store_true", help="reuse trained runs/bundles in .work/quality")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="only replay the published events again over cached scores (after a detection change)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="rewrite results/quality.md from quality.json")
     args = parser.parse_args()
@@ -271,6 +379,6 @@ if __name__ == "__main__":
         saved = json.loads((RESULTS / "quality.json").read_text())
         write_results("quality", saved, render(saved), COMMAND)
     elif args.worker:
-        worker(args.worker, args.epochs, args.reuse)
+        worker(args.worker, args.epochs, args.reuse, args.rejudge)
     else:
-        main(args.epochs, args.jobs, args.only, args.reuse)
+        main(args.epochs, args.jobs, args.only, args.reuse, args.rejudge)

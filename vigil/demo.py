@@ -35,11 +35,9 @@ START_EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the recording's first t
 DEMO_WINDOW = 64
 DEMO_HOP = 4
 DEMO_EPOCHS = 20
-DEMO_SMOOTHING = 0.2
-# The device scores every DEMO_HOP rows (62.5 windows/s): an event needs 3 of 5
-# anomalous windows to open and 25 normal windows (0.4 s) to close, so one
-# fault is one event rather than a burst of one-window events.
-ALERT_POLICY = {"k": 3, "n": 5, "m": 25, "cooldown": 0}
+# Smoothing and the alert policy are the trainer's defaults for this geometry (written into the bundle):
+# the demo shows what a user gets without tuning.
+DEMO_SMOOTHING = None
 
 
 @dataclass
@@ -78,7 +76,6 @@ def write_demo_data(paths: DemoPaths, seed: int = 0) -> tuple[int, list[tuple[in
 
 def agent_config_text(paths: DemoPaths, train_end: int) -> str:
     """The agent's TOML for replaying the faulty part into a JSONL file."""
-    policy = "\n".join(f"{key} = {value}" for key, value in ALERT_POLICY.items())
     return f"""# Written by `vigil demo`: replay the faulty part of the demo recording
 # through the agent as fast as it can score, alerts into a JSONL file.
 [device]
@@ -93,8 +90,7 @@ path = "{paths.data.name}"
 rows = "{train_end}:"
 pace = "fast"
 
-[alerts]
-{policy}
+# [alerts] left out: the bundle's recommended policy (dynamic threshold, k of n, m to close) applies.
 
 [sinks]
 jsonl = "{paths.alerts.name}"

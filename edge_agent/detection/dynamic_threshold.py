@@ -31,6 +31,9 @@ Streaming adaptation (what differs from the batch algorithm, and why):
   so a quiet buffer cannot make the device hypersensitive. During warm-up
   (fewer than ``min_windows`` errors buffered) only the floor applies, without
   pruning, exactly like the static threshold.
+- Errors enter the buffer capped at ``BUFFER_CAP_FACTOR`` times the
+  threshold in force (once it has been fitted), so one big anomaly does not
+  blind the device to the next smaller one for a buffer length.
 - Non-finite errors never enter the buffer: NaN is normal (no evidence),
   +inf is anomalous against the threshold in force.
 - The paper's error padding and the flipped (too-low error) search are not
@@ -48,6 +51,10 @@ from edge_agent.detection.settings import DynamicThresholdSettings
 
 #: Below this relative std the buffer is treated as constant (the criterion divides by it).
 _FLAT_STD = 1e-12
+#: An error enters the buffer capped at this multiple of the threshold in force (0 = no cap): one
+#: large anomaly must not lift the threshold for a whole buffer length and hide the next, smaller
+#: one, while a lasting level shift is still absorbed (the cap grows with the threshold each refit).
+BUFFER_CAP_FACTOR = 2.0
 
 
 class Decision(NamedTuple):
@@ -101,7 +108,8 @@ class DynamicThreshold:
         if not math.isfinite(error):
             return Decision(error > self._threshold, self._threshold)
         # The ring write, inline: this runs once per scored window.
-        self._buffer[self._next] = error
+        cap = BUFFER_CAP_FACTOR * self._threshold
+        self._buffer[self._next] = error if cap <= 0.0 or error <= cap or self._epsilon is None else cap
         self._next += 1
         if self._next == self._size:
             self._next = 0

@@ -117,7 +117,8 @@ def write_scores_csv(result: ReplayResult, path: str | Path) -> None:
             score = result.scores[i]
             blank = math.isnan(score)
             line: list[Any] = [int(row), "" if blank else f"{score:.10g}",
-                               "" if blank else f"{result.thresholds[i]:.10g}", "" if blank else int(result.anomalous[i])]
+                               "" if blank else f"{result.thresholds[i]:.10g}",
+                               "" if blank else int(result.anomalous[i])]
             if result.timestamps is not None:
                 line.append(f"{result.timestamps[i]:.6f}")
             writer.writerow(line)

@@ -166,7 +166,7 @@ class StreamingPipeline:
         started = time.perf_counter()
         results = self._batch(np.stack(windows))
         per_window = (time.perf_counter() - started) / len(windows)
-        for i, result in zip(ends, results):
+        for i, result in zip(ends, results, strict=True):
             self.latency.add(per_window)
             event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
             if event is not None:
@@ -205,7 +205,7 @@ def _pieces(block: SampleBlock, first_row: int, first: int, size: int) -> list[t
         return [(block, first_row)]
     cuts = [0, *range(first, n, size), n]
     out = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         if a == b:
             continue
         valid = None if block.valid is None else block.valid[a:b]

@@ -62,9 +62,11 @@ def check_start_and_stop_twice(rig: SinkRig) -> None:
     rig.sink.start()
     rig.sink.start()
     rig.sink.publish_alert(make_alert(1))
-    rig.sink.stop()
-    rig.sink.stop()
+    # Delivered before the stop: a sink may keep an alert spooled for its next start when it stops
+    # before its connection is up (a loaded machine), which is right, but not what this checks.
     assert _ids(rig.wait_delivered(1)) == _ids([make_alert(1)])
+    rig.sink.stop()
+    rig.sink.stop()
     rig.sink.stats()
 
 

@@ -41,6 +41,12 @@ from edge_agent.errors import VigilInputError
 DEFAULT_FALSE_ALARMS = "auto"
 DEFAULT_WINDOW_RISK = 1e-3
 EXTRAPOLATION_WARN = 100.0  # q * n below 1/100: the tail is extrapolated 100x past the held-out data
+#: ``auto`` never asks the tail fit for a quantile more than this many times rarer than one held-out
+#: window: the GPD quantile far past the data is mostly the fit's shape estimate, and on the demo
+#: (250 Hz, hop 4: 1/day = 1.9e-7 per window from 585 held-out windows, 9000x past them) it put the
+#: threshold 19x above every normal score and hid a real fault. The alert policy (k of n windows)
+#: turns the per-window risk into a much lower rate of false *events*.
+AUTO_MAX_EXTRAPOLATION = 10.0
 SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hr": 3600.0,
            "hour": 3600.0, "d": 86400.0, "day": 86400.0, "w": 604800.0, "week": 604800.0}
 _BUDGET = re.compile(r"([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*/\s*([0-9]*\.?[0-9]*(?:e[0-9]+)?)\s*([a-z]+?)s?")
@@ -101,6 +107,12 @@ def calibrate_threshold(scores: np.ndarray, budget: FalseAlarmBudget, rate_hz: f
     if not 0 < q < 1:
         raise VigilInputError(f"--false-alarms {budget.text} is {q:g} per window; it must be below 1",
                               key="false-alarms")
+    floor_q = 1.0 / (AUTO_MAX_EXTRAPOLATION * s.size)
+    if budget.auto and q < floor_q:
+        notes.append(f"false-alarm budget auto: {q:.3g} per window would extrapolate the held-out tail "
+                     f"{1 / (q * s.size):.0f}x; using {floor_q:.3g} per window (10x past the {s.size} held-out "
+                     f"windows; the alert policy merges windows into far fewer events)")
+        q = floor_q
     value, fit = pot_threshold(s, q)
     params: dict[str, Any] = {"false_alarms": budget.text, "q_risk": q, "pot": fit,
                               "heldout_exceedance": float(np.mean(s > value)), "from": "held-out normal windows"}

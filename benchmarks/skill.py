@@ -24,8 +24,8 @@ from edge_agent.core import Scaler, WindowSpec, sliding_windows
 
 RESULTS = Path(__file__).parent / "results" / "skill.json"
 SERIES = ("machine_temperature_system_failure", "ambient_temperature_system_failure", "chfdb_chf01_275", "TEK16")
-BASE = {"scaler": "minmax", "learning_rate": 3e-3, "patience": 5, "window": 128, "hop": 4, "epochs": 50, "batch_size": 64,
-            "center": False}
+BASE = {"scaler": "minmax", "learning_rate": 3e-3, "patience": 5, "window": 128, "hop": 4, "epochs": 50,
+        "batch_size": 64, "center": False}
 SETTINGS: dict[str, dict[str, Any]] = {
     "today": {},
     "standard": {"scaler": "standard"},
@@ -82,7 +82,8 @@ def run_one(series: Series, setting: dict[str, Any], seed: int = 0) -> dict[str,
     cpu, wall = time.process_time() - start, time.perf_counter() - wall
     ratio = skill_ratio(held_w, predict_windows(model, held_w))
     val = hist["val_loss"]
-    extra = exceedance(series, model, scaler, spec, predict_windows(model, held_w), held_w) if cfg.get("exceedance") else {}
+    extra = (exceedance(series, model, scaler, spec, predict_windows(model, held_w), held_w)
+             if cfg.get("exceedance") else {})
     return {**cfg, **extra, "series": series.name, "window": spec.window, "period": period, "ratio": round(ratio, 4),
             "best_epoch": int(np.argmin(val)) + 1, "epochs_run": len(val), "best_val_loss": float(min(val)),
             "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "n_fit_windows": len(fit_w)}

@@ -31,7 +31,6 @@ from converter.weight_quant import quantize_weights_int8
 from trainer.keras_backend import tensorflow
 from trainer.rundir import ModelShape
 
-
 WeightPlanner = Callable[[bytes], tuple[bytes, list[str]]]
 
 

@@ -30,7 +30,7 @@ class Latency:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Latency":
+    def from_dict(cls, data: dict[str, Any]) -> Latency:
         return cls(median_ms=float(data["median_ms"]), p99_ms=float(data["p99_ms"]), samples=int(data["samples"]),
                    round_medians_ms=[float(v) for v in data.get("round_medians_ms", [])],
                    interleaved=bool(data.get("interleaved", True)))

@@ -34,7 +34,7 @@ class ModelInfo:
                 "degenerate_scales": self.degenerate_scales}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelInfo":
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
         return cls(ops=list(data["ops"]), op_counts=dict(data["op_counts"]), subgraphs=int(data["subgraphs"]),
                    io=dict(data["io"]), degenerate_scales=list(data.get("degenerate_scales", [])))
 
@@ -54,7 +54,8 @@ class ModelInfo:
         for side in ("input", "output"):
             shape = self.io[side]["shape"]
             if shape != expected or self.io[side]["shape_signature"] != expected:
-                found.append(f"{side} shape {shape} / signature {self.io[side]['shape_signature']}, expected {expected}")
+                signature = self.io[side]["shape_signature"]
+                found.append(f"{side} shape {shape} / signature {signature}, expected {expected}")
         return found
 
 

@@ -78,7 +78,7 @@ class ParityResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ParityResult":
+    def from_dict(cls, data: dict[str, Any]) -> ParityResult:
         """Inverse of :meth:`to_dict` (the check runs in a worker process and reports JSON)."""
         limits = ParityLimits(float(data["limits"]["min_spearman"]), float(data["limits"]["max_flipped"]))
         return cls(mode=str(data["mode"]), limits=limits, sets=[SetParity(**s) for s in data["sets"]])
@@ -121,7 +121,8 @@ def scorer_scores(scorer: Scorer, raw: np.ndarray, order: np.ndarray | None = No
 
 
 def compare(
-    name: str, keras: np.ndarray, bundle: np.ndarray, bundle_reversed: np.ndarray, threshold: float, limits: ParityLimits
+    name: str, keras: np.ndarray, bundle: np.ndarray, bundle_reversed: np.ndarray, threshold: float,
+    limits: ParityLimits,
 ) -> SetParity:
     """Parity figures of one window set and whether they meet ``limits``."""
     reasons: list[str] = []

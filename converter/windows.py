@@ -96,7 +96,8 @@ def stressed(raw: np.ndarray, scaler: Scaler, seed: int = STRESS_SEED) -> np.nda
     return np.ascontiguousarray(scaler.inverse_transform(out), dtype=np.float32)
 
 
-def data_windows(path: str | Path, features: list[str], spec: WindowSpec, rows: tuple[int | None, int | None] | None) -> np.ndarray:
+def data_windows(path: str | Path, features: list[str], spec: WindowSpec,
+                 rows: tuple[int | None, int | None] | None) -> np.ndarray:
     """Raw windows of a user file, columns picked by the run's feature names."""
     from edge_agent.readers import load_table
 

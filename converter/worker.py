@@ -125,7 +125,8 @@ class Worker:
         from converter.windows import WindowSet
         from edge_agent.runtime import Scorer
 
-        run, job, mode = self.run(req["run"]), Path(req["job"]), req["mode"]
+        self.run(req["run"])  # loads (and caches) the run the bundle below is built from
+        job, mode = Path(req["job"]), req["mode"]
         scorer = Scorer(self._bundle(req, mode))
         references = [
             Reference(WindowSet(name, np.load(array_file(job, name))), np.load(array_file(job, f"{name}_keras")))

@@ -9,11 +9,10 @@ from the window, hop, sample rate and the normal training rows: no labels.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-
-from dataclasses import replace
 
 from edge_agent.detection.policy import recommended_policy
 from edge_agent.detection.settings import DetectionSettings, FalseAlarmInfo

@@ -38,7 +38,7 @@ from edge_agent.errors import VigilInputError
 from edge_agent.readers import Table, load_table, parse_rows
 from trainer import metrics as M
 from trainer import plots
-from trainer.labels import read_labels, ranges_to_mask
+from trainer.labels import ranges_to_mask, read_labels
 from trainer.report import summarize, write_report
 from trainer.rundir import RunInfo, read_run
 

@@ -174,6 +174,7 @@ def run_train(cfg: TrainConfig) -> RunInfo:
     meta = build_meta(cfg, table, spec, scaler, strategy, threshold, t_params, history, baseline,
                       len(fit_windows), len(held_windows), error_stats(held_scores), len(fit_rows), training_extra)
     # What the device does with the scores (policy, dynamic threshold, sensor checks): see detection_meta.
+    meta["smoothing"] = {"alpha": alpha}  # what the threshold was set on and the device applies
     meta["detection"] = detection_section(fit_rows, table.names, spec.window, spec.hop, table.sampling_rate_hz,
                                           skill_ratio=skill, smoothing=alpha, false_alarm=false_alarm_info(t_params))
     write_run(out, meta, model, table.values)

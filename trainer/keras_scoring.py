@@ -50,7 +50,7 @@ def predict_windows(model: Any, windows: np.ndarray, batch_size: int = 256) -> n
     return np.concatenate(out, axis=0)
 
 
-_GRAPH_FUNCTIONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_GRAPH_FUNCTIONS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _graph_function(model: Any) -> Any:

@@ -50,4 +50,4 @@ class KerasWindowScorer:
         # Always the traced graph function: an eager LSTM call costs ~0.2 s however few windows it gets.
         recon = np.concatenate([np.asarray(self._reconstruct(scaled[i:i + 256])) for i in range(0, len(scaled), 256)])
         scores, errors = score_windows(scaled, recon, self.fn, self.weights)
-        return [WindowScore(float(s), e) for s, e in zip(scores, errors)]
+        return [WindowScore(float(s), e) for s, e in zip(scores, errors, strict=True)]

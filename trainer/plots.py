@@ -8,8 +8,9 @@ primary (first, solid) series; the IsolationForest baseline is the comparison.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np

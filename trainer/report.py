@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trainer.skill import SKILL_WARN_LIMIT as SKILL_LIMIT
+
 PLOT_TITLES = {
     "timeline": "Test data, scores and thresholds",
     "roc": "ROC curve",
@@ -137,9 +139,17 @@ def _cell(m: dict[str, Any], label: str, keys: tuple[str, ...] | None) -> str:
     return f"{len(events)}: {shown}" + (", ..." if len(events) > 12 else "")
 
 
+def _skill_text(skill: float) -> str:
+    verdict = ("below the warning limit: the model reconstructs more than each window's level"
+               if skill <= SKILL_LIMIT else "ABOVE the warning limit: little skill beyond each window's mean")
+    return f"{skill:.3f} (held-out error / error of repeating each window's mean; {verdict} {SKILL_LIMIT:g})"
+
+
 def _settings_table(meta: dict[str, Any]) -> str:
     training = meta.get("training", {}) or {}
+    skill = training.get("skill_ratio")
     rows = {
+        "skill ratio": None if skill is None else _skill_text(float(skill)),
         "features": meta.get("features"),
         "window / hop": f"{meta.get('window')} / {meta.get('hop')}",
         "model": meta.get("model"),
@@ -148,7 +158,9 @@ def _settings_table(meta: dict[str, Any]) -> str:
         "smoothing": meta.get("smoothing"),
         "threshold": meta.get("threshold"),
         "baseline": meta.get("baseline"),
-        "training": {k: v for k, v in training.items() if k != "history"},
+        "detection (device policy)": (meta.get("detection") or {}).get("policy"),
+        "dynamic threshold": (meta.get("detection") or {}).get("dynamic_threshold"),
+        "training": {k: v for k, v in training.items() if k not in ("history", "feature_stats")},
         "seed": meta.get("seed"),
         "created": meta.get("created"),
         "versions": meta.get("versions"),

@@ -10,6 +10,7 @@ import numpy as np
 from edge_agent.core import Scaler, WindowSpec
 from edge_agent.readers import Table
 from trainer.baseline import IsolationForestBaseline
+from trainer.rundir import model_section
 from trainer.threshold import ThresholdStrategy
 
 
@@ -31,8 +32,7 @@ def build_meta(cfg: Any, table: Table, spec: WindowSpec, scaler: Scaler, strateg
         "score": {"function": cfg.score, "weights": None if cfg.weights is None else [float(w) for w in cfg.weights]},
         "smoothing": {"alpha": cfg.smoothing},
         "threshold": {"value": float(threshold), "strategy": strategy.text, "params": t_params},
-        "model": {"kind": cfg.model, "units": [int(u) for u in cfg.units], "loss": cfg.loss,
-                  "center": bool(cfg.center)},
+        "model": model_section(cfg.model, spec.window, len(table.names), cfg.units, cfg.loss, cfg.center),
         "training": {
             "source": str(cfg.data),
             "rows": [first, first + table.n_rows],

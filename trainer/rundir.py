@@ -31,9 +31,10 @@ are defined here once; the trainer writes them and the converter reads them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class ModelShape:
                 "window": self.window, "n_features": self.n_features, "center": self.center}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], file: str = RUN_JSON) -> "ModelShape":
+    def from_meta(cls, meta: dict[str, Any], file: str = RUN_JSON) -> ModelShape:
         """Read the shape from run.json (``window``/``features`` fill in for runs that predate them)."""
         model = meta.get("model") or {}
         kind = model.get("kind")

@@ -1,15 +1,11 @@
 """The pinned time split of the training rows (fitted part, held-out tail).
 
-Its own module so that ``trainer.fit`` and ``trainer.baseline`` (which fit
-imports) both use it without importing each other.
+The one owner is :func:`trainer.rundir.split_rows` (the run format: the
+converter's parity check repeats it); this name stays for the trainer's callers.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from trainer.rundir import split_rows as split_train_rows
 
-
-def split_train_rows(rows: np.ndarray, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(fitted rows, held-out tail): the pinned split the converter's parity repeats."""
-    n_heldout = round(len(rows) * validation_fraction)
-    return rows[: len(rows) - n_heldout], rows[len(rows) - n_heldout :]
+__all__ = ["split_train_rows"]

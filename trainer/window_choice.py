@@ -3,7 +3,8 @@
 The dominant period is the lag of the first autocorrelation peak after the
 first zero crossing that reaches 90% of the highest one there (the fundamental,
 not one of its multiples, which a spike or noise can make marginally higher);
-a signal without a zero crossing, a trend or random walk, has no period. A window of about one period holds one cycle; it is bounded to
+a signal without a zero crossing, a trend or random walk, has no period. A window of about one period
+holds one cycle; it is bounded to
 [MIN_AUTO_WINDOW, the largest window the slice allows].
 """
 

@@ -61,8 +61,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "signature the bundle must carry; [] = signatures not required"),
     },
     "quality": {
-        "policy": Key("str", "skip", "bad samples: skip (drop them and restart the window after them) or "
-                      "hold (replace a bad value by the last good value of its feature)", choices=("skip", "hold")),
+        "policy": Key("str", "skip", "bad samples: skip (drop them; a lone one is skipped inside the window, "
+                      "a longer run restarts it) or hold (replace a bad value by the last good value of its feature)",
+                      choices=("skip", "hold")),
         "valid_range": Key("range", [], "[lo, hi]: a sample with any value outside is bad; [] = no range check"),
     },
     "alerts": {

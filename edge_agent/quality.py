@@ -16,8 +16,12 @@ A sample is **bad** when any value is NaN/inf, outside ``valid_range`` (inclusiv
 ``(lo, hi)``, same for every feature; None = no range check), or the source
 marked it invalid (``block.valid``). Policies:
 
-- ``"skip"``: bad samples are dropped and the buffer is reset before the next
-  good one, so no scored window ever contains a bad sample or straddles a hole.
+- ``"skip"``: bad samples are dropped. A lone bad sample (at most
+  ``SKIP_WITHOUT_RESET`` in a row) is skipped and the window goes on, its
+  neighbours joined: one garbled line in 40 must not leave most windows
+  unscored. A longer run of bad samples resets the buffer before the next good
+  one, so no scored window straddles a real hole. Skipped samples are counted
+  (``skipped_in_window``).
 - ``"hold"``: each bad value is replaced by the last good value of its feature
   (a NaN in one axis keeps the other axes); a sample with nothing to hold yet
   (start of the stream) is dropped.
@@ -45,6 +49,8 @@ from edge_agent.sources.base import SampleBlock
 #: The agent TOML's ``[quality]`` keys are in :data:`edge_agent.config_schema.SCHEMA`
 #: (typed: :class:`edge_agent.config_sections.QualitySection`).
 POLICIES = ("skip", "hold")
+#: Bad samples in a row that are dropped without restarting the window (one is a 1/window distortion).
+SKIP_WITHOUT_RESET = 1
 
 
 @dataclass
@@ -72,7 +78,8 @@ class SampleQuality:
         self.max_step = 1.5 / float(rate_hz) if rate_hz else None
         self._last_good = np.full(self.n_features, np.nan, dtype=np.float32)
         self._last_time: float | None = None
-        self._reset_pending = False  # bad samples dropped at the end of the previous block
+        self._bad_run = 0  # bad samples in a row at the end of the previous block
+        self.skipped_in_window = 0
         self.bad_samples = 0
         self.held_samples = 0
         self.dropped_samples = 0
@@ -82,7 +89,7 @@ class SampleQuality:
     def counters(self) -> dict[str, int]:
         return {"bad_samples": self.bad_samples, "held_samples": self.held_samples,
                 "dropped_samples": self.dropped_samples, "gaps": self.gaps,
-                "window_resets": self.window_resets}
+                "window_resets": self.window_resets, "skipped_in_window": self.skipped_in_window}
 
     def clean(self, block: SampleBlock, first_row: int = 0) -> list[CleanRun]:
         """Runs of rows to push; usually exactly one, the block itself.
@@ -105,9 +112,8 @@ class SampleQuality:
                 values, bad_rows = self._hold(values, bad)
             else:
                 self._last_good = values[-1].copy()
-        # A reset is due before row i when a gap precedes it or dropped rows do.
-        reset = gap_at | np.concatenate([[self._reset_pending], bad_rows[:-1]])
-        self._reset_pending = bool(bad_rows[-1])
+        # A reset is due before row i when a gap precedes it or a long run of dropped rows does.
+        reset = gap_at | self._resets_after_bad_runs(bad_rows)
         self.dropped_samples += int(bad_rows.sum())
         rows = np.arange(first_row, first_row + k, dtype=np.int64)
         runs = self._runs(values, stamps, rows, ~bad_rows, reset)
@@ -115,6 +121,34 @@ class SampleQuality:
         return runs
 
     # ------------------------------------------------------------------ internals
+
+    def _resets_after_bad_runs(self, bad_rows: np.ndarray) -> np.ndarray:
+        """``reset[i]``: row i follows a run of dropped rows longer than SKIP_WITHOUT_RESET (across blocks)."""
+        k = len(bad_rows)
+        reset = np.zeros(k, dtype=bool)
+        carry = self._bad_run  # bad rows in a row right before this block
+        if carry and not bad_rows[0]:
+            self._close_bad_run(carry, reset, 0)
+        if not bad_rows.any():
+            self._bad_run = 0
+            return reset
+        edges = np.diff(np.concatenate(([0], bad_rows.astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # ends exclusive
+        for start, end in zip(starts, ends, strict=True):
+            length = int(end - start) + (carry if start == 0 else 0)
+            if end == k:  # the run goes on into the next block: judged there
+                self._bad_run = length
+                return reset
+            self._close_bad_run(length, reset, int(end))
+        self._bad_run = 0
+        return reset
+
+    def _close_bad_run(self, length: int, reset: np.ndarray, at: int) -> None:
+        # hold drops only what it had nothing to fill with (the stream's start): always restart there.
+        if length > SKIP_WITHOUT_RESET or self.policy == "hold":
+            reset[at] = True
+        else:
+            self.skipped_in_window += length
 
     def _gaps(self, block: SampleBlock, stamps: np.ndarray) -> np.ndarray:
         gap_at = np.zeros(len(stamps), dtype=bool)

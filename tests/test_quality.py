@@ -31,16 +31,36 @@ def test_clean_block_passes_through_unchanged():
     assert flatten(runs) == [([[1, 2], [3, 4], [5, -5]], False)]
     assert runs[0].values is b.values or np.shares_memory(runs[0].values, b.values)  # no copy
     assert q.counters() == {"bad_samples": 0, "held_samples": 0, "dropped_samples": 0, "gaps": 0,
-                            "window_resets": 0}
+                            "window_resets": 0, "skipped_in_window": 0}
 
 
 def test_skip_drops_bad_samples_and_resets_after_them():
     q = SampleQuality(2, valid_range=(-10, 10), policy="skip")
     runs = q.clean(block([[1, 1], [NAN, 2], [3, 3], [4, 99], [np.inf, 5], [6, 6], [7, 7]]))
-    # NaN, out-of-range 99 and inf are dropped; the rows after each hole start a fresh window.
-    assert flatten(runs) == [([[1, 1]], False), ([[3, 3]], True), ([[6, 6], [7, 7]], True)]
+    # NaN, out-of-range 99 and inf are dropped; the lone NaN is skipped inside the window, the
+    # two bad rows in a row are a hole: the rows after it start a fresh window.
+    assert flatten(runs) == [([[1, 1], [3, 3]], False), ([[6, 6], [7, 7]], True)]
     assert q.bad_samples == 3 and q.dropped_samples == 3 and q.held_samples == 0
-    assert q.window_resets == 2
+    assert q.window_resets == 1 and q.skipped_in_window == 1
+
+
+def test_skip_keeps_scoring_through_one_bad_line_in_forty():
+    # One garbled sample in 40 (the stdin case): windows of 128 must still be scored.
+    from edge_agent.core import WindowBuffer, WindowSpec
+
+    q = SampleQuality(1, policy="skip")
+    buffer = WindowBuffer(WindowSpec(128, 4), 1)
+    values = np.arange(4000, dtype=np.float32)[:, None]
+    values[39:3999:40] = NAN  # 99 bad lines, the last one well inside the stream
+    windows = 0
+    for i in range(0, 4000, 64):
+        for run in q.clean(block(values[i:i + 64])):
+            if run.reset_before:
+                buffer.reset()
+            windows += sum(1 for _ in buffer.push_many(run.values))
+    good = 4000 - 99
+    assert windows == (good - 128) // 4 + 1  # every window a clean stream of that length would give
+    assert q.window_resets == 0 and q.skipped_in_window == 99 and q.dropped_samples == 99
 
 
 def test_skip_carries_reset_into_the_next_block():
@@ -114,6 +134,8 @@ def test_agent_loop_never_scores_a_window_with_bad_samples():
                 w = buffer.push(run.values[i])
                 if w is not None:
                     windows.append(w.copy())
-    expected = np.concatenate([sliding_windows(x[a:b], spec) for a, b in [(0, 50), (52, 180), (181, 300)]])
+    # 50-51 is a hole (two in a row): a fresh window after it; the lone bad row 180 is skipped inside.
+    stretches = [x[0:50], np.concatenate([x[52:180], x[181:300]])]
+    expected = np.concatenate([sliding_windows(part, spec) for part in stretches])
     assert np.isfinite(np.array(windows)).all()
     np.testing.assert_array_equal(np.array(windows), expected)

@@ -125,3 +125,39 @@ def test_package_refuses_a_bundle_the_profile_cannot_feed(tmp_path: Path, tiny_b
             build_package(bundle=bundle, config=PROFILES / "rpi4-adxl345.toml", out=tmp_path / "x.tar.gz")
         assert err.value.key == key and "\n" not in str(err.value)
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_package_carries_the_public_key_into_the_device_config(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    from edge_agent.bundle import sign_bundle
+    from edge_agent.config import load_config
+    from edge_agent.signing import new_signing_key, write_key_file
+
+    key = new_signing_key()
+    write_key_file(tmp_path / "fleet.key", key)
+    public = (tmp_path / "fleet.key.pub").read_text().strip()
+    bundle = repack(tiny_bundle_3f, tmp_path / "signed.vigil", features=["x", "y", "z"], sampling_rate_hz=400.0)
+    unsigned = tmp_path / "unsigned.vigil"
+    unsigned.write_bytes(bundle.read_bytes())
+    bundle.write_bytes(sign_bundle(bundle.read_bytes(), key))
+    args = ["--config", str(PROFILES / "rpi4-adxl345.toml"), "--trusted-key", str(tmp_path / "fleet.key.pub")]
+
+    refused = vigil("package", "--bundle", str(unsigned), *args, "--out", str(tmp_path / "no.tar.gz"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no.tar.gz").exists()
+
+    out = tmp_path / "dev.tar.gz"
+    result = vigil("package", "--bundle", str(bundle), *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(out) as tar:
+        text = next(tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith("agent.toml"))  # type: ignore[union-attr]
+    config = tomllib.loads(text.decode())
+    assert config["bundle"]["trusted_keys"] == [public]
+    # The shipped config accepts the signed bundle and would refuse the unsigned one.
+    device = tmp_path / "device"
+    device.mkdir()
+    shipped = tomllib.loads(text.decode())
+    (device / "agent.toml").write_text(text.decode().replace(shipped["bundle"]["path"], str(bundle)))
+    assert load_config(device / "agent.toml", check_source=False, check_files=False).bundle is not None
+    (device / "agent.toml").write_text(text.decode().replace(shipped["bundle"]["path"], str(unsigned)))
+    with pytest.raises(Exception, match="not signed"):
+        load_config(device / "agent.toml", check_source=False, check_files=False)

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.bundle import Bundle, load_bundle
+from edge_agent.bundle import Bundle, load_bundle, verify_bundle_signature
 from edge_agent.config import AgentConfig, check_source_against_bundle, load_config, read_toml
+from edge_agent.config_values import read_public_key_file
 from edge_agent.errors import VigilInputError
 
 INSTALL_PREFIX = "/opt/vigil"
@@ -146,9 +147,14 @@ def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
 
 def rewrite_bundle_path(text: str, new_path: str) -> str:
     """Set ``[bundle] path`` in TOML text, keeping everything else (comments included)."""
+    return rewrite_bundle_key(text, "path", f'"{new_path}"')
+
+
+def rewrite_bundle_key(text: str, key: str, toml_value: str) -> str:
+    """Set ``[bundle] KEY = VALUE`` (one line) in TOML text, keeping everything else."""
     lines = text.splitlines()
     section, header_at, replaced = None, None, False
-    new_line = f'path = "{new_path}"  # set by vigil package'
+    new_line = f"{key} = {toml_value}  # set by vigil package"
     for i, line in enumerate(lines):
         header = re.match(r"\s*\[\s*([^\]\s]+)\s*\]\s*(#.*)?$", line)
         if header:
@@ -156,7 +162,7 @@ def rewrite_bundle_path(text: str, new_path: str) -> str:
             if section == "bundle":
                 header_at = i
             continue
-        if section == "bundle" and re.match(r"\s*path\s*=", line):
+        if section == "bundle" and re.match(rf"\s*{re.escape(key)}\s*=", line):
             lines[i], replaced = new_line, True
     if not replaced:
         if header_at is None:
@@ -191,10 +197,19 @@ def _top_name(out: Path) -> str:
     return out.stem or "vigil-device"
 
 
-def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = None) -> PackageResult:
-    """Verify bundle and config, build the wheel, write DEVICE.tar.gz."""
+def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = None,
+                  trusted_keys: list[Path] | None = None) -> PackageResult:
+    """Verify bundle and config, build the wheel, write DEVICE.tar.gz.
+
+    ``trusted_keys``: public key files (``vigil keys new`` writes ``KEY.pub``) written into the shipped
+    config's ``[bundle] trusted_keys``; the bundle must already carry a signature one of them verifies,
+    so a device is never shipped a config that refuses its own bundle.
+    """
     bundle, config, out = Path(bundle), Path(config), Path(out)
     loaded = load_bundle(bundle)  # refuse to ship a damaged bundle
+    keys = [read_public_key_file(Path(k), f"--trusted-key {k}") for k in trusted_keys or []]
+    if keys:
+        verify_bundle_signature(loaded, keys)
     # Keys, types and ranges are checked here; secrets, TLS files and the sensor
     # exist only on the device, where install.sh runs check-config again.
     check_source_fits(load_config(config, check_bundle=False, check_files=False), loaded)
@@ -203,6 +218,8 @@ def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = 
         raise VigilInputError("unit file not found", file=str(unit))
     installed_bundle = f"{STATE_DIR}/{bundle.name}"
     toml_text = rewrite_bundle_path(config.read_text(encoding="utf-8"), installed_bundle)
+    if keys:
+        toml_text = rewrite_bundle_key(toml_text, "trusted_keys", "[" + ", ".join(f'"{k}"' for k in keys) + "]")
     if read_toml_text(toml_text).get("bundle", {}).get("path") != installed_bundle:
         raise VigilInputError("could not rewrite bundle.path", file=str(config), key="bundle.path")
     with tempfile.TemporaryDirectory(prefix="vigil-wheel-") as tmp:

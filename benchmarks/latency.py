@@ -123,7 +123,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     keras_t = time_keras(run_dir, windows, 50 if quick else 200)
     log("timing IsolationForest")
     iforest = time_isolation_forest(run_dir, windows, 100 if quick else 500)
-    from benchmarks.size import parity_by_mode
+    from benchmarks.reference import parity_by_mode
 
     data = {"reference": {"run": str(run_dir), "window": 64, "features": 3, "units": [32, 16]},
             "parity": parity_by_mode(bundles),

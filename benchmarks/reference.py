@@ -112,6 +112,19 @@ def reference_bundles(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def parity_by_mode(bundles: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Parity of every mode from the ``auto`` conversion's table (the converter's own check)."""
+    table = bundles.get("auto", {}).get("table") or {}
+    out = {}
+    for m in table.get("modes", []):
+        p = m.get("parity") or {}
+        worst = p.get("worst") or {}
+        out[m["mode"]] = {"passed": p.get("passed"), "spearman": worst.get("spearman"),
+                          "flipped_share": worst.get("flipped_share"), "status": m.get("status"),
+                          "reason": m.get("reason")}
+    return out
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(dataclasses.asdict(value))

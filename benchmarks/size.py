@@ -31,19 +31,6 @@ def model_bytes(path: str) -> int:
     return len(load_bundle(path).model_bytes)
 
 
-def parity_by_mode(bundles: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Parity of every mode from the ``auto`` conversion's table (the converter's own check)."""
-    table = bundles.get("auto", {}).get("table") or {}
-    out = {}
-    for m in table.get("modes", []):
-        p = m.get("parity") or {}
-        worst = p.get("worst") or {}
-        out[m["mode"]] = {"passed": p.get("passed"), "spearman": worst.get("spearman"),
-                          "flipped_share": worst.get("flipped_share"), "status": m.get("status"),
-                          "reason": m.get("reason")}
-    return out
-
-
 def keras_params(run_dir: Path) -> int:
     from trainer.rundir import read_run
 
@@ -52,7 +39,7 @@ def keras_params(run_dir: Path) -> int:
 
 def main(quick: bool = False) -> dict[str, Any]:
     from benchmarks.latency import test_windows, time_edge
-    from benchmarks.reference import reference_bundles, reference_run
+    from benchmarks.reference import parity_by_mode, reference_bundles, reference_run
 
     run_dir = reference_run("ref_w64", window=WINDOW, hop=1)
     bundles = reference_bundles(run_dir)

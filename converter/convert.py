@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from converter.choice import PREFERENCES, choose, forced_choice
-from converter.export import quiet
 from converter.isolation import CONVERTER, RUNTIME, Isolation, TaskCrashed, TaskFailed
 from converter.latency import Latency
 from converter.manifest import build_manifest
 from converter.ops import ModelInfo
 from converter.parity import ParityResult
 from converter.quantize import AUTO, INT8, INT8_WEIGHTS, MODES, needs_calibration, parity_limits
+from converter.run_model import load_run_model
 from converter.table import ModeReport, render_reasons, render_table
 from converter.windows import calibration_windows, data_windows, evenly, raw_windows, stressed
 from converter.worker import array_file, model_file
@@ -132,18 +132,6 @@ def run_convert(cfg: ConvertConfig, echo: Callable[[str], None] | None = None) -
         say(f"WARNING: {chosen.mode} failed parity; bundle written only because of --force")
     say(f"wrote {cfg.out} ({chosen.mode}, {chosen.size_bytes:,} byte model) and {report_path(cfg.out)}")
     return ConvertResult(bundle_path=cfg.out, mode=chosen.mode, table=table, reports=reports)
-
-
-def load_run_model(run: RunInfo, verbose: bool = False) -> Any:
-    """The run's Keras model (TensorFlow imported quietly); a broken file is a one-line error."""
-    from trainer.keras_backend import keras
-
-    with quiet(enabled=not verbose):  # TensorFlow's import-time C++ log lines (CUDA probing, oneDNN notes)
-        keras()
-    try:
-        return run.load_model()
-    except (OSError, ValueError, TypeError) as exc:
-        raise VigilInputError(f"cannot load the model: {_first_line(exc)}", file=str(run.model_path)) from None
 
 
 def _read_checked_run(path: Path) -> RunInfo:

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter.convert import ConversionFailed, load_run_model
+from converter.convert import ConversionFailed
 from converter.ops import inspect_model
 from converter.parity import ParityResult, check_parity, keras_reference
 from converter.quantize import parity_limits
+from converter.run_model import load_run_model
 from converter.windows import WindowSet, data_windows, evenly
 from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.errors import VigilInputError

@@ -81,7 +81,7 @@ class Worker:
 
     def model(self, path: str, verbose: bool = False) -> Any:
         if self._model is None:
-            from converter.convert import load_run_model
+            from converter.run_model import load_run_model
 
             self._model = load_run_model(self.run(path), verbose)
         return self._model

@@ -9,13 +9,13 @@ import pytest
 
 from edge_agent.alerts import AlertPolicy
 from edge_agent.detection import (
-    DetectionSettings,
     dynamic_threshold_for,
     measure_feature_stats,
     policy,
     sensor_health_for,
 )
 from edge_agent.detection.policy import (
+    default_detection,
     recommended_dynamic_threshold,
     recommended_policy,
     recommended_sensor_health,
@@ -83,7 +83,7 @@ def test_bad_geometry_is_refused(args: tuple[int, int, float | None]) -> None:
 
 
 def test_factory_builds_the_detectors_a_bundle_asks_for() -> None:
-    settings = DetectionSettings.default_for(128, 16, 100.0)
+    settings = default_detection(128, 16, 100.0)
     threshold = dynamic_threshold_for(settings, 0.5, hop=16, rate_hz=100.0)
     assert threshold is not None and threshold.params.buffer_windows == 2000 and threshold.floor == 0.5
     # The same buffer in seconds on a device hopping twice as far holds half the windows.

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.detection.policy import default_detection
 from edge_agent.detection.settings import (
     AlertPolicySettings,
     DetectionSettings,
@@ -19,7 +20,7 @@ from edge_agent.errors import VigilInputError
 
 
 def test_defaults_round_trip_through_json() -> None:
-    settings = DetectionSettings.default_for(128, 16, 100.0)
+    settings = default_detection(128, 16, 100.0)
     settings = DetectionSettings(settings.policy, settings.dynamic_threshold, settings.sensor_health,
                                  skill_ratio=0.42, false_alarm=FalseAlarmInfo(1.0, "day", 0.8, "pot"))
     text = json.dumps(settings.to_dict(), allow_nan=False)

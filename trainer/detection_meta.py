@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.detection.policy import recommended_policy
+from edge_agent.detection.policy import default_detection, recommended_policy
 from edge_agent.detection.settings import DetectionSettings, FalseAlarmInfo
 from edge_agent.detection.stats import measure_feature_stats
 
@@ -34,7 +34,7 @@ def detection_section(train_rows: np.ndarray, features: list[str], window: int, 
 
     ``smoothing``: the alpha the static threshold was calibrated with (it must be the device's).
     """
-    settings = DetectionSettings.default_for(window, hop, rate_hz)
+    settings = default_detection(window, hop, rate_hz)
     policy = replace(settings.policy, smoothing=smoothing) if smoothing is not None else settings.policy
     info = FalseAlarmInfo.from_dict(false_alarm) if false_alarm else None
     settings = DetectionSettings(policy=policy, dynamic_threshold=settings.dynamic_threshold,

@@ -32,6 +32,7 @@ import math
 
 from edge_agent.detection.settings import (
     AlertPolicySettings,
+    DetectionSettings,
     DynamicThresholdSettings,
     SensorHealthSettings,
 )
@@ -112,3 +113,10 @@ def recommended_sensor_health(window: int, hop: int, rate_hz: float | None = Non
         hold = max(hold, math.ceil(MIN_HOLD_SECONDS * rate_hz))
     return SensorHealthSettings(check_samples=max(MIN_CHECK_SAMPLES, round(CHECK_WINDOW_LENGTHS * window)),
                                 hold_samples=hold, dropout_min_missing=hop)
+
+
+def default_detection(window: int, hop: int, rate_hz: float | None = None) -> DetectionSettings:
+    """Every default derived from the window geometry and the sample rate (the rules above)."""
+    return DetectionSettings(policy=recommended_policy(window, hop, rate_hz),
+                             dynamic_threshold=recommended_dynamic_threshold(window, hop, rate_hz),
+                             sensor_health=recommended_sensor_health(window, hop, rate_hz))

@@ -262,11 +262,3 @@ class DetectionSettings:
                    false_alarm=None if false_alarm is None else FalseAlarmInfo.from_dict(false_alarm),
                    version=data.get("version", DETECTION_VERSION))
 
-    @classmethod
-    def default_for(cls, window: int, hop: int, rate_hz: float | None = None) -> DetectionSettings:
-        """Defaults derived from the window geometry and sample rate (rules in :mod:`.policy`)."""
-        from edge_agent.detection import policy  # policy builds these dataclasses: import late
-
-        return cls(policy=policy.recommended_policy(window, hop, rate_hz),
-                   dynamic_threshold=policy.recommended_dynamic_threshold(window, hop, rate_hz),
-                   sensor_health=policy.recommended_sensor_health(window, hop, rate_hz))

@@ -50,6 +50,10 @@ def judge(result: ReplayResult, label_ranges: list[tuple[int, int]]) -> dict[str
     return {
         "event": counts.to_dict(),
         "events": [list(e) for e in events],
+        "event_details": [{"start_sample": p["start_sample"], "end_sample": p["end_sample"],
+                           "peak_score": p.get("peak_score"), "top_features": p.get("top_features", [])}
+                          for p in result.payloads
+                          if p.get("phase") == "close" and p.get("kind", "anomaly") == "anomaly"],
         "n_events": len(events),
         "flagged_rows": int(pred.sum()),
         "sensor_faults": faults,

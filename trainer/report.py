@@ -103,16 +103,24 @@ def _published_section(pub: dict[str, Any] | None) -> str:
              f"event precision {_num(e['precision'])}, recall {_num(e['recall'])}, F1 {_num(e['f1'])} "
              f"(TP {e['tp']}, FP {e['fp']}, FN {e['fn']}). Threshold at the end: "
              f"<code>{_e(_compact(pub.get('threshold')))}</code>.</p>"]
-    rows = [f"<tr><td>{i + 1}</td><td>{s}</td><td>{t}</td></tr>" for i, (s, t) in enumerate(pub["events"])]
+    details = pub.get("event_details") or [{"start_sample": s, "end_sample": t} for s, t in pub["events"]]
+    rows = [f"<tr><td>{i + 1}</td><td>{d['start_sample']}</td><td>{d['end_sample']}</td>"
+            f"<td>{_num(d.get('peak_score'))}</td><td style='text-align:left'>{_e(_shares(d))}</td></tr>"
+            for i, d in enumerate(details)]
     if rows:
-        parts.append("<table><tr><th>event</th><th>first row</th><th>last row</th></tr>" + "".join(rows)
-                     + "</table>")
+        parts.append("<table><tr><th>event</th><th>first row</th><th>last row</th><th>peak score</th>"
+                     "<th>per-feature contribution</th></tr>" + "".join(rows) + "</table>")
     faults = [f"<tr><td>{_e(f['fault'])}</td><td>{_e(f['feature'])}</td><td>{f['start_sample']}</td>"
               f"<td>{f['end_sample']}</td></tr>" for f in pub["sensor_faults"]]
     if faults:
         parts.append("<table><tr><th>sensor fault</th><th>feature</th><th>first row</th><th>last row</th></tr>"
                      + "".join(faults) + "</table>")
     return "\n".join(parts)
+
+
+def _shares(detail: dict[str, Any]) -> str:
+    """``x 61%, y 25%, z 14%``: each feature's share of the event's reconstruction error."""
+    return ", ".join(f"{t['feature']} {100 * float(t['share']):.0f}%" for t in detail.get("top_features", []))
 
 
 def _metrics_table(models: dict[str, Any]) -> str:

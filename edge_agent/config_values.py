@@ -218,7 +218,7 @@ def parse_source(table: Mapping[str, Any], base_dir: Path | None = None) -> dict
     kind = table.get("kind")
     if kind is None:
         raise fail("source.kind", f"is required (a [source] table with kind = one of {', '.join(KINDS)})")
-    if kind not in SOURCE_SCHEMA:
+    if not isinstance(kind, str) or kind not in SOURCE_SCHEMA:
         raise fail("source.kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     keys = SOURCE_SCHEMA[kind]
     rest = {k: v for k, v in table.items() if k != "kind"}

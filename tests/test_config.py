@@ -261,6 +261,7 @@ def test_wrong_key_passphrase_is_caught_by_check_config(tmp_path: Path) -> None:
     ("[mqtt]\nhost = 'b'\nusername = '" + "u" * 70_000 + "'\n", "mqtt.username"),
     ("[device]\nid = " + "9" * 5000 + "\n", "not a usable TOML value"),
     ("[device]\nid = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    ("[source]\nkind = [1]\n", "source.kind"),  # found by the chaos fuzzer: a list is not a kind
 ])
 def test_hostile_config_text_is_one_line_exit_2(tmp_path: Path, body: str, needle: str) -> None:
     path = tmp_path / "agent.toml"

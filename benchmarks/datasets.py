@@ -96,8 +96,12 @@ def nab_series(folder: str = "realKnownCause") -> list[Series]:
     return out
 
 
-def all_series() -> list[Series]:
-    return discord_series() + nab_series()
+def all_series(every_nab: bool = False) -> list[Series]:
+    """The benchmark's set (16 discords + NAB realKnownCause), or with ``every_nab`` all 58 NAB series."""
+    if not every_nab:
+        return discord_series() + nab_series()
+    folders = sorted(p.name for p in (NAB / "data").iterdir() if p.is_dir())
+    return discord_series() + [s for folder in folders for s in nab_series(folder)]
 
 
 if __name__ == "__main__":

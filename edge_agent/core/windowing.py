@@ -153,9 +153,20 @@ class WindowBuffer:
                 yield i - 1, self._buf[self._pos : self._pos + w]
 
     def _write(self, chunk: np.ndarray) -> None:
-        w = self.spec.window
-        slots = (self._pos + np.arange(chunk.shape[0])) % w
-        self._buf[slots] = chunk
-        self._buf[slots + w] = chunk
-        self._pos = (self._pos + chunk.shape[0]) % w
-        self.rows_seen += chunk.shape[0]
+        # Plain slice copies (at most two per half, at the ring's wrap): fancy indexing with an
+        # index array cost ~30 us per call here, a third of the pipeline's per-window budget.
+        w, n = self.spec.window, int(chunk.shape[0])
+        self.rows_seen += n
+        if n > w:  # only the last w samples can still be in a window (hop > window)
+            self._pos = (self._pos + n - w) % w
+            chunk, n = chunk[n - w:], w
+        pos = self._pos
+        first = min(n, w - pos)
+        buf = self._buf
+        buf[pos:pos + first] = chunk[:first]
+        buf[pos + w:pos + w + first] = chunk[:first]
+        if first < n:
+            rest = n - first
+            buf[:rest] = chunk[first:]
+            buf[w:w + rest] = chunk[first:]
+        self._pos = (pos + n) % w

@@ -308,3 +308,27 @@ def test_missing_sensor_is_retried_until_it_appears(tmp_path: Path, tiny_bundle_
     health = json.loads(health_file.read_text())
     assert health["source"]["open_failures"] >= 1 and health["sensor_errors"] >= 1
     assert health["samples"] == 300 and health["bad_samples"] == 0
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_event_left_open_by_a_killed_agent_is_closed_at_restart_with_agent_restarted(
+    tmp_path: Path, tiny_bundle_3f: Path
+) -> None:
+    from edge_agent.event_state import STATE_FILE
+
+    write_anomalous_csv(tmp_path / "data.csv", n_rows=300, ranges=[])
+    config = agent_toml(tmp_path, tiny_bundle_3f, source='kind = "replay"\npath = "data.csv"\npace = "fast"\n',
+                        sections='[sinks]\njsonl = "alerts.jsonl"\n[spool]\npath = "state/spool.db"\n')
+    # What a kill -9 leaves behind while an event is open: its open payload in the state file.
+    left_open = {"schema": "vigil.alert/1", "kind": "anomaly", "event_id": "e" * 32, "phase": "open",
+                 "device_id": "test-dev", "model_id": "old", "start": None, "end": None, "start_sample": 5,
+                 "end_sample": 5, "peak_score": 1.0, "mean_score": 1.0, "threshold": 0.5, "window_count": 1,
+                 "top_features": []}
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / STATE_FILE).write_text(json.dumps({left_open["event_id"]: left_open}))
+    assert AgentService(load_config(config)).run() == 0
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert alerts[0]["event_id"] == left_open["event_id"] and alerts[0]["phase"] == "close"
+    assert alerts[0]["close_reason"] == "agent_restarted"
+    jsonschema.validate(alerts[0], SCHEMA)
+    assert not (tmp_path / "state" / STATE_FILE).exists()  # nothing open any more after a clean stop

@@ -34,6 +34,9 @@ def variants() -> dict[str, dict[str, Any]]:
         "no alert policy (k = n = m = 1, no smoothing)": {"k": 1, "n": 1, "m": 1, "cooldown": 0, "smoothing": None},
         "no alert policy, static threshold (the old default)": {"k": 1, "n": 1, "m": 1, "cooldown": 0,
                                                                  "smoothing": None, "dynamic": False},
+        "open at a quarter of n (k = n / 4)": {"k_fraction": 0.25},
+        "open at a quarter of n, static threshold only": {"k_fraction": 0.25, "dynamic": False},
+        "close after one window length (m / 2)": {"m_fraction": 0.5},
         "sensitivity 0.8": {"sensitivity": 0.8},
         "sensitivity 1.25": {"sensitivity": 1.25},
     }
@@ -47,6 +50,10 @@ def settings_for(bundle: Any, change: dict[str, Any]) -> Any:
     p = base.policy
     fields = {"sensitivity": p.sensitivity, "k": p.k, "n": p.n, "m": p.m, "cooldown": p.cooldown}
     fields.update({k: v for k, v in change.items() if k in fields})
+    if "k_fraction" in change:
+        fields["k"] = max(1, round(change["k_fraction"] * p.n))
+    if "m_fraction" in change:
+        fields["m"] = max(1, round(change["m_fraction"] * p.m))
     out = dataclasses.replace(base, policy=AlertPolicy(**fields), dynamic_threshold=change.get("dynamic", True))
     if "smoothing" in change:
         out = dataclasses.replace(out, smoothing_alpha=change["smoothing"])

@@ -45,10 +45,11 @@ from benchmarks.datasets import Series, all_series
 from benchmarks.reference import WORK
 
 COMMAND = ".venv/bin/python -m benchmarks.quality"
-# published_*: the events the device publishes (the streaming pipeline with the bundle's recommended
-# policy and dynamic threshold); the others are row-level "score > static threshold" baselines.
-PUBLISHED = ("published_float", "published_auto")
-MODELS = (*PUBLISHED, "float", "auto", "isolation_forest", "random_same", "random_rate")
+# float / auto: the events the device publishes (the streaming pipeline with the bundle's recommended
+# policy and dynamic threshold), for the Keras model and the chosen bundle; the *_rows entries and the
+# others are row-level "score > static threshold" baselines without any event logic.
+PUBLISHED = ("float", "auto")
+MODELS = (*PUBLISHED, "float_rows", "auto_rows", "isolation_forest", "random_same", "random_rate")
 
 
 def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
@@ -113,10 +114,10 @@ def published(series: Series, run: Any, bundle_path: Path, ranges: list[tuple[in
                            scorer=scorer)
     if isinstance(scorer, RecordingScorer):
         scorer.save(cache)
-    out["published_float"] = _published_entry(pub)
+    out["float"] = _published_entry(pub)
     pub = published_events(load_bundle(bundle_path), series.path, ranges, rows=series.test_rows,
                            columns=run.features)
-    out["published_auto"] = _published_entry(pub)
+    out["auto"] = _published_entry(pub)
     return out
 
 
@@ -184,7 +185,7 @@ def model_scores(run: Any, bundle_path: Path, values: np.ndarray) -> dict[str, t
     edge = row_scores_from_windows(ewma(raw, bundle.smoothing_alpha), n, bundle.spec)
     base = baseline_from_run(run)
     iso = row_scores_from_windows(base.window_scores(values), n, spec)
-    return {"float": (flt.row_scores, run.threshold), "auto": (edge, bundle.threshold),
+    return {"float_rows": (flt.row_scores, run.threshold), "auto_rows": (edge, bundle.threshold),
             "isolation_forest": (iso, float(base.threshold))}
 
 
@@ -201,7 +202,7 @@ def measure(scores: dict[str, tuple[np.ndarray, float]], local: list[tuple[int, 
     rand = row_scores_from_windows(rng.uniform(size=n_windows), n_rows, run.spec)
     strategy = parse_strategy(run.meta["threshold"]["strategy"], run.meta["threshold"].get("k", 3.0))
     same = _random_same_threshold(run, strategy, rng)
-    flt_rows, flt_thr = scores["float"]
+    flt_rows, flt_thr = scores["float_rows"]
     flagged = float(np.mean(np.nan_to_num(flt_rows, nan=-np.inf) > flt_thr))
     valid = rand[~np.isnan(rand)]
     rate_thr = float(np.quantile(valid, 1.0 - flagged)) if flagged > 0 else float("inf")
@@ -304,9 +305,9 @@ def group_totals(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def render(data: dict[str, Any]) -> str:
-    f1_keys = (*PUBLISHED, "float", "isolation_forest", "random_rate")
+    f1_keys = (*PUBLISHED, "float_rows", "isolation_forest", "random_rate")
     head = ["series", "events", "window", "epochs", "skill ratio", "auto mode"] + [f"{k} F1" for k in f1_keys] + \
-           [f"{k} PR-AUC" for k in ("float", "isolation_forest", "random_rate")]
+           [f"{k} PR-AUC" for k in ("float_rows", "isolation_forest", "random_rate")]
     rows = []
     for r in data["series"]:
         if "models" not in r:
@@ -317,7 +318,7 @@ def render(data: dict[str, Any]) -> str:
         m = r["models"]
         rows.append([f"{r['group']}/{r['name']}", r["events"], r.get("window"), r["epochs_run"], r.get("skill_ratio"),
                      r["auto_mode"]] + [m[k]["f1"] if k in m else None for k in f1_keys]
-                    + [m[k]["pr_auc"] if k in m else None for k in ("float", "isolation_forest", "random_rate")])
+                    + [m[k]["pr_auc"] if k in m else None for k in ("float_rows", "isolation_forest", "random_rate")])
     sections = [md_table(head, rows), "Event-wise precision / recall (tp, fp, fn) per series:\n\n" + pr_table(data)]
     for label, tot in data["totals"].items():
         trows = [(k, t["series"], t["tp"], t["fp"], t["fn"], t["precision"], t["recall"], t["f1"], t["macro_f1"],
@@ -345,7 +346,7 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def pr_table(data: dict[str, Any]) -> str:
-    keys = (*PUBLISHED, "float", "isolation_forest", "random_rate")
+    keys = (*PUBLISHED, "float_rows", "isolation_forest", "random_rate")
     rows = []
     for r in data["series"]:
         if "models" not in r:

@@ -82,16 +82,16 @@ def _half_size(r: dict[str, Any]) -> tuple[str, bool]:
 
 def _f1(r: dict[str, Any]) -> tuple[str, bool]:
     t = r["totals"]["all"]
-    flt, auto = t["published_float"], t["published_auto"]
+    flt, auto = t["float"], t["auto"]
     d = abs(auto["f1"] - flt["f1"])
-    worst = max((abs(s["models"]["published_auto"]["f1"] - s["models"]["published_float"]["f1"])
+    worst = max((abs(s["models"]["auto"]["f1"] - s["models"]["float"]["f1"])
                  for s in r["series"] if "models" in s), default=0.0)
     return (f"published-event F1 float {flt['f1']:.3f} vs chosen bundle {auto['f1']:.3f} (difference {d:.3f}; "
             f"largest on one series {worst:.3f})", d <= 0.02)
 
 
 def _published(r: dict[str, Any]) -> tuple[str, bool]:
-    t = r["totals"]["all"]["published_auto"]
+    t = r["totals"]["all"]["auto"]
     failed = sum(1 for s in r["series"] if "models" not in s)
     return (f"micro event-F1 {t['f1']:.3f}, precision {t['precision']:.3f}, recall {t['recall']:.3f} "
             f"({t['tp']} found, {t['fp']} false, {t['fn']} missed; {t['series']} series, {failed} failed)",

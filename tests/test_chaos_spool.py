@@ -7,7 +7,6 @@ fail and say why (never a silent skip).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,38 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.chaos_spool import fill
+from benchmarks.chaos_spool import small_fs as mounted_small_fs
 from edge_agent.spool import AlertSpool
 
 
 @pytest.fixture()
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs at tmp_path/fs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.fail("mounting a small filesystem needs root (CI runs as root); run the suite as root")
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    """A 512 KiB tmpfs at tmp_path/fs (the chaos suite's own mount), unmounted afterwards."""
+    with mounted_small_fs(tmp_path / "fs") as mount:
+        if isinstance(mount, str):
+            pytest.fail(f"{mount} (CI runs as root); run the suite as root")
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    """Write a filler file until the filesystem is full."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def _alert(i: int) -> dict[str, object]:
@@ -57,7 +36,7 @@ def test_disk_full_keeps_alerts_in_memory_in_order_and_counts_what_is_dropped(sm
     spool = AlertSpool(small_fs / "spool.db", max_memory=25, retry_s=0.0)
     for i in range(5):
         spool.append("t", _alert(i))
-    filler = _fill(small_fs)
+    filler = fill(small_fs)
     seqs = [spool.append("t", _alert(i)) for i in range(5, 80)]
     assert seqs == list(range(6, 81))  # no seq reused or skipped while the disk is full
     stats = spool.stats()
@@ -192,7 +171,7 @@ def test_disk_full_with_the_broker_down_loses_nothing_uncounted(small_fs: Path, 
         sink.start()
         for i in range(5):
             sink.publish_alert(make_alert(i))
-        filler = _fill(small_fs)
+        filler = fill(small_fs)
         for i in range(5, 65):
             sink.publish_alert(make_alert(i))
         stats = sink.stats()
@@ -217,7 +196,7 @@ def test_disk_full_with_the_broker_down_loses_nothing_uncounted(small_fs: Path, 
 def test_alert_acked_while_the_disk_is_full_is_not_sent_again(small_fs: Path) -> None:
     spool = AlertSpool(small_fs / "spool.db", retry_s=0.0)
     seqs = [spool.append("t", _alert(i)) for i in range(5)]
-    filler = _fill(small_fs)
+    filler = fill(small_fs)
     for seq in seqs[:3]:
         assert spool.ack(seq)  # delivered: even if the DELETE must wait for space
     assert [m.seq for m in spool.pending(10)] == seqs[3:] and spool.depth() == 2

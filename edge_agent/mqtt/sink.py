@@ -278,8 +278,9 @@ class MqttSink:
         self._delivered(seq, "acknowledged by the broker")
 
     def _delivered(self, seq: int, how: str) -> None:
-        self.spool.ack(seq)
+        # Count before deleting: a reader that misses the row in the spool then sees it counted.
         self._acked += 1
+        self.spool.ack(seq)
         log.info("mqtt: alert seq %d %s", seq, how)
 
     def _check_echoes(self) -> None:

@@ -76,7 +76,14 @@ def mqtt_rig(tmp_path: Path, broker: Any) -> SinkRig:
     sink = MqttSink(settings, "dev1", spool)
 
     def durable() -> list[Payload]:
+        # The broker acks the publish (the spool deletes it) and forwards it to the observer
+        # independently, so an acked alert may not have reached the observer yet. Read the spool
+        # first, then wait until the observer holds every alert acked by then (delivery is in order).
         spooled = [m.payload_dict() for m in spool.pending(1000)]
+        acked = int(sink.stats()["acked"])
+        deadline = time.monotonic() + 10.0
+        while len(observer.alerts()) < acked and time.monotonic() < deadline:
+            time.sleep(0.01)
         return observer.alerts() + spooled
 
     rig = SinkRig("mqtt", sink, observer.alerts, durable, lambda s: int(s["acked"]), settle_s=15.0)

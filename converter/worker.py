@@ -135,6 +135,21 @@ class Worker:
         limits = ParityLimits(**req["limits"])
         return check_parity(scorer, references, float(req["threshold"]), limits, mode).to_dict()
 
+    def verify(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Parity of an existing bundle file (``vigil verify``) against Keras scores saved by the parent."""
+        from converter.parity import Reference, check_parity
+        from converter.quantize import ParityLimits
+        from converter.windows import WindowSet
+        from edge_agent.bundle import load_bundle
+        from edge_agent.runtime import Scorer
+
+        job, name = Path(req["job"]), str(req["set"])
+        bundle = load_bundle(req["bundle"])
+        reference = Reference(WindowSet(str(req["set_title"]), np.load(array_file(job, name))),
+                              np.load(array_file(job, f"{name}_keras")))
+        limits = ParityLimits(**req["limits"])
+        return check_parity(Scorer(bundle), [reference], bundle.threshold, limits, bundle.quantization).to_dict()
+
     def latency(self, req: dict[str, Any]) -> dict[str, Any]:
         from converter.latency import measure_latency
         from edge_agent.runtime import Scorer
@@ -188,7 +203,7 @@ def crash_requested(mode: str | None, task: str, setting: str | None = None) -> 
 def answer(worker: Worker, req: dict[str, Any]) -> dict[str, Any]:
     task = req.get("task")
     handler = {"references": worker.references, "convert": worker.convert, "check": worker.check,
-               "latency": worker.latency}.get(str(task))
+               "latency": worker.latency, "verify": worker.verify}.get(str(task))
     if handler is None:
         return {"ok": False, "error": f"unknown task {task!r}"}
     if crash_requested(req.get("mode"), str(task), req.get("crash")):

@@ -23,7 +23,10 @@ Per series (``benchmarks/datasets.py``: 16 labeled discord series and the 7 NAB
 
 Totals: summed tp/fp/fn (micro) and the mean of per-series F1 / PR-AUC (macro).
 Series are run in worker processes (``--jobs``); results land in
-``benchmarks/.work/quality/<series>/result.json``.
+``benchmarks/.work/quality/<series>/result.json`` (``--work DIR`` for another
+directory; ``--runs DIR`` reuses the trained runs and bundles of another work
+directory without writing there) and ``benchmarks/results/quality.{json,md}``
+(``--results NAME``).
 
 Run: ``.venv/bin/python -m benchmarks.quality`` (``--only NAME`` for one series).
 """
@@ -45,6 +48,7 @@ from benchmarks.datasets import Series, all_series
 from benchmarks.reference import WORK
 
 COMMAND = ".venv/bin/python -m benchmarks.quality"
+DEFAULT_WORK = WORK / "quality"
 # float / auto: the events the device publishes (the streaming pipeline with the bundle's recommended
 # policy and dynamic threshold), for the Keras model and the chosen bundle; the *_rows entries and the
 # others are row-level "score > static threshold" baselines without any event logic.
@@ -53,15 +57,21 @@ MODELS = (*PUBLISHED, "float_rows", "auto_rows", "isolation_forest", "random_sam
 
 
 def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
-                    rejudge: bool = False) -> dict[str, Any]:
-    """Train, convert, score and measure one series (runs inside a worker process)."""
+                    rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None) -> dict[str, Any]:
+    """Train, convert, score and measure one series (runs inside a worker process).
+
+    ``runs``: read the trained run and bundle from ``runs/<series>/`` (never train or convert there).
+    """
     from benchmarks.reference import train_config
     from converter.convert import ConvertConfig, run_convert
     from trainer.fit import run_train
     from trainer.rundir import read_run
 
-    base = WORK / "quality" / series.name
-    run_dir, bundle_path = base / "run", base / "auto.vigil"
+    base = work / series.name
+    source = base if runs is None else runs / series.name
+    run_dir, bundle_path = source / "run", source / "auto.vigil"
+    if runs is not None and not ((run_dir / "run.json").is_file() and bundle_path.is_file()):
+        raise FileNotFoundError(f"{source}: no trained run and bundle to reuse")
     started = time.perf_counter()
     if not (reuse and (run_dir / "run.json").is_file()):
         extra = {} if epochs is None else {"epochs": epochs}
@@ -234,13 +244,14 @@ def _random_same_threshold(run: Any, strategy: Any, rng: np.random.Generator) ->
     return float(value)
 
 
-def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False) -> None:
+def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False, work: Path = DEFAULT_WORK,
+           runs: Path | None = None) -> None:
     series = {s.name: s for s in all_series(every_nab=True)}[name]  # a superset: any run's series
-    path = WORK / "quality" / name / "result.json"
+    path = work / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if rejudge and path.is_file() else {}
     try:
-        result = evaluate_series(series, epochs, reuse or rejudge, rejudge)
+        result = evaluate_series(series, epochs, reuse or rejudge, rejudge, work, runs)
         if rejudge and "models" in previous:  # keep the row-level baselines of the full run
             result["models"] = {**previous["models"], **result["models"]}
     except Exception as exc:  # a series the defaults cannot handle is a result
@@ -249,7 +260,7 @@ def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False) ->
 
 
 def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
-            rejudge: bool = False) -> list[dict[str, Any]]:
+            rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None) -> list[dict[str, Any]]:
     pending, running = list(names), []
     while pending or running:
         while pending and len(running) < jobs:
@@ -259,6 +270,7 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
             cmd += [] if epochs is None else ["--epochs", str(epochs)]
             cmd += ["--reuse"] if reuse else []
             cmd += ["--rejudge"] if rejudge else []
+            cmd += ["--work", str(work)] + ([] if runs is None else ["--runs", str(runs)])
             running.append((name, subprocess.Popen(cmd, cwd=ROOT,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
@@ -268,7 +280,7 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
                 log(f"done {item[0]} (exit {item[1].returncode})")
     out = []
     for name in names:
-        path = WORK / "quality" / name / "result.json"
+        path = work / name / "result.json"
         out.append(json.loads(path.read_text()) if path.is_file() else {"name": name, "error": "worker died"})
     return out
 
@@ -363,18 +375,19 @@ def pr_table(data: dict[str, Any]) -> str:
 
 
 def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool, rejudge: bool = False,
-         every_nab: bool = False) -> None:
+         every_nab: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None,
+         results_name: str = "quality") -> None:
     series = [s for s in all_series(every_nab) if not only or s.name in only]
     names = [s.name for s in series]
     # longest training first, so the last jobs to finish are short ones
     biggest_first = [s.name for s in sorted(series, key=lambda s: s.train_rows[0] - s.train_rows[1])]
     started = time.perf_counter()
-    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge)}
+    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge, work, runs)}
     results = [by_name[n] for n in names]
     data = {"epochs": epochs, "jobs": jobs, "trainer_defaults": trainer_defaults(), "series": results,
             "seconds": time.perf_counter() - started,
             "totals": group_totals(results)}
-    write_results("quality", data, render(data), COMMAND)
+    write_results(results_name, data, render(data), COMMAND)
 
 
 if __name__ == "__main__":
@@ -386,15 +399,22 @@ if __name__ == "__main__":
     parser.add_argument("--rejudge", action="store_true",
                         help="only replay the published events again over cached scores (after a detection change)")
     parser.add_argument("--every-nab", action="store_true", help="all 58 NAB series, with per-folder totals")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                        help="per-series work directory (default benchmarks/.work/quality, shared: others reuse it)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="reuse the trained runs and bundles of this work directory (read only)")
+    parser.add_argument("--results", default="quality", help="name of benchmarks/results/<NAME>.json and .md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="rewrite results/quality.md from quality.json")
     args = parser.parse_args()
     if args.render:
         from benchmarks.common import RESULTS
 
-        saved = json.loads((RESULTS / "quality.json").read_text())
-        write_results("quality", saved, render(saved), COMMAND)
+        saved = json.loads((RESULTS / f"{args.results}.json").read_text())
+        write_results(args.results, saved, render(saved), COMMAND)
     elif args.worker:
-        worker(args.worker, args.epochs, args.reuse, args.rejudge)
+        worker(args.worker, args.epochs, args.reuse, args.rejudge, args.work.resolve(),
+               None if args.runs is None else args.runs.resolve())
     else:
-        main(args.epochs, args.jobs, args.only, args.reuse, args.rejudge, args.every_nab)
+        main(args.epochs, args.jobs, args.only, args.reuse, args.rejudge, args.every_nab, args.work.resolve(),
+             None if args.runs is None else args.runs.resolve(), args.results)

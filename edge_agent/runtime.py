@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from edge_agent.bundle import Bundle
-from edge_agent.core import WindowScore, score_windows
+from edge_agent.core import WindowScore, score_windows_with_steps
 from edge_agent.errors import VigilInputError
 
 INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime")
@@ -111,8 +111,9 @@ class Scorer:
         """Scale, reconstruct and score one raw ``[window, features]`` window."""
         scaled = self.bundle.scaler.transform(raw_window)
         recon = self.reconstruct(scaled)
-        scores, errors = score_windows(scaled[None], recon[None], self.bundle.score_function, self._weights)
-        return WindowScore(score=float(scores[0]), feature_errors=errors[0])
+        scores, errors, steps = score_windows_with_steps(scaled[None], recon[None], self.bundle.score_function,
+                                                         self._weights)
+        return WindowScore(score=float(scores[0]), feature_errors=errors[0], step_errors=steps[0])
 
     def _fill_input(self, scaled_window: np.ndarray) -> None:
         window = np.asarray(scaled_window)

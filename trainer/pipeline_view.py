@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.bundle import Bundle
-from edge_agent.core.scoring import WindowScore, score_windows
+from edge_agent.core.scoring import WindowScore, score_windows_with_steps
 from trainer.keras_scoring import _graph_function
 from trainer.rundir import RunInfo
 
@@ -49,5 +49,5 @@ class KerasWindowScorer:
         scaled = np.ascontiguousarray(self.scaler.transform(raw_windows), dtype=np.float32)
         # Always the traced graph function: an eager LSTM call costs ~0.2 s however few windows it gets.
         recon = np.concatenate([np.asarray(self._reconstruct(scaled[i:i + 256])) for i in range(0, len(scaled), 256)])
-        scores, errors = score_windows(scaled, recon, self.fn, self.weights)
-        return [WindowScore(float(s), e) for s, e in zip(scores, errors, strict=True)]
+        scores, errors, steps = score_windows_with_steps(scaled, recon, self.fn, self.weights)
+        return [WindowScore(float(s), e, st) for s, e, st in zip(scores, errors, steps, strict=True)]

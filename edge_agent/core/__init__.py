@@ -6,7 +6,14 @@ on the device goes through the very same arithmetic.
 """
 
 from edge_agent.core.scaler import Scaler
-from edge_agent.core.scoring import ScoreFunction, WindowScore, score_windows, window_errors
+from edge_agent.core.scoring import (
+    ScoreFunction,
+    WindowScore,
+    score_windows,
+    score_windows_with_steps,
+    step_errors,
+    window_errors,
+)
 from edge_agent.core.smoothing import Ewma, ewma
 from edge_agent.core.windowing import (
     WindowBuffer,
@@ -26,6 +33,8 @@ __all__ = [
     "ewma",
     "row_scores_from_windows",
     "score_windows",
+    "score_windows_with_steps",
+    "step_errors",
     "sliding_windows",
     "window_end_rows",
     "window_errors",

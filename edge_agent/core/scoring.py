@@ -4,6 +4,8 @@ Per feature: the mean over the window's time steps of the squared (``mse``) or
 absolute (``mae``) error between the scaled input and its reconstruction. The
 window score is the weighted mean of those per-feature errors; the per-feature
 errors are kept because they explain *which* signal made a window anomalous.
+The per-time-step errors behind them (``step_errors``) let the pipeline place
+an anomaly on the rows that caused it rather than on the window's last row.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ class ScoreFunction(str, Enum):
 
 @dataclass(frozen=True)
 class WindowScore:
-    """Score of one window plus the per-feature error behind it."""
+    """Score of one window plus the per-feature error behind it.
+
+    ``step_errors`` (``[window, features]``, optional) is the error of each of
+    the window's rows before the mean over time; ``feature_errors`` is its mean
+    over axis 0. Scorers that cannot localise leave it ``None``.
+    """
 
     score: float
     feature_errors: np.ndarray
+    step_errors: np.ndarray | None = None
 
     def contributions(self, weights: np.ndarray | None = None) -> np.ndarray:
         """Share of the score each feature is responsible for (sums to 1)."""
@@ -44,16 +52,22 @@ def _normalised_weights(weights: np.ndarray | list[float] | None, n_features: in
     return np.asarray(w / w.sum(), dtype=np.float64)
 
 
-def window_errors(
+def step_errors(
     windows: np.ndarray, reconstructions: np.ndarray, fn: ScoreFunction | str = "mse"
 ) -> np.ndarray:
-    """Per-feature error of each window: ``[n, window, f]`` -> ``[n, f]``."""
+    """Per-time-step, per-feature error of each window: ``[n, window, f]`` (float64)."""
     fn = ScoreFunction(fn)
     diff = np.asarray(windows, np.float64) - np.asarray(reconstructions, np.float64)
     if diff.ndim == 2:
         diff = diff[None]
-    err = diff * diff if fn is ScoreFunction.MSE else np.abs(diff)
-    return np.asarray(err.mean(axis=1), dtype=np.float64)
+    return diff * diff if fn is ScoreFunction.MSE else np.abs(diff)
+
+
+def window_errors(
+    windows: np.ndarray, reconstructions: np.ndarray, fn: ScoreFunction | str = "mse"
+) -> np.ndarray:
+    """Per-feature error of each window: ``[n, window, f]`` -> ``[n, f]``."""
+    return np.asarray(step_errors(windows, reconstructions, fn).mean(axis=1), dtype=np.float64)
 
 
 def score_windows(
@@ -66,3 +80,16 @@ def score_windows(
     errors = window_errors(windows, reconstructions, fn)
     w = _normalised_weights(weights, errors.shape[1])
     return errors @ w, errors
+
+
+def score_windows_with_steps(
+    windows: np.ndarray,
+    reconstructions: np.ndarray,
+    fn: ScoreFunction | str = "mse",
+    weights: np.ndarray | list[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`score_windows` plus the step errors ``[n, window, f]`` it averaged (same numbers)."""
+    steps = step_errors(windows, reconstructions, fn)
+    errors = np.asarray(steps.mean(axis=1), dtype=np.float64)
+    w = _normalised_weights(weights, errors.shape[1])
+    return errors @ w, errors, steps

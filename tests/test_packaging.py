@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import VigilInputError
-from tests.test_agent_service import vigil
+from tests.test_agent_service import vigil, vigil_argv
 from tests.test_config_checks import repack
 from vigil.packaging import build_wheel, rewrite_bundle_path
 
@@ -112,7 +112,7 @@ def test_every_profile_packages(tmp_path: Path, tiny_bundle_3f: Path, profile: P
     bundle = repack(tiny_bundle_3f, tmp_path / "xyz.vigil", features=["x", "y", "z"],
                     sampling_rate_hz=PROFILE_RATES[profile.name])
     result = build_package(bundle=bundle, config=profile, out=tmp_path / "dev.tar.gz")
-    assert result.size > 0 and len(result.members) == 5
+    assert result.size > 0 and len(result.members) == 7  # + agent.env.example, ca.crt.example
 
 
 @pytest.mark.slow  # uses the converted tiny bundle
@@ -161,3 +161,84 @@ def test_package_carries_the_public_key_into_the_device_config(tmp_path: Path, t
     (device / "agent.toml").write_text(text.decode().replace(shipped["bundle"]["path"], str(unsigned)))
     with pytest.raises(Exception, match="not signed"):
         load_config(device / "agent.toml", check_source=False, check_files=False)
+
+
+# --------------------------------------------------------------------------- --target wheelhouses
+
+
+def test_target_tags_cover_the_wheels_devices_really_get() -> None:
+    from vigil.wheelhouse import platform_tags, wheel_fits
+
+    bookworm = (2, 36)
+    tags = platform_tags("aarch64", bookworm)
+    # ai-edge-litert carries manylinux_2_27 only; pip does not derive it from manylinux2014.
+    assert {"manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(tags)
+    assert "manylinux_2_38_aarch64" not in tags and tags[0] == "manylinux_2_36_aarch64"
+    assert wheel_fits("ai_edge_litert-2.3.0-cp311-cp311-manylinux_2_27_aarch64.whl", "aarch64", bookworm, "3.11")
+    assert wheel_fits("pynacl-1.6.2-cp38-abi3-manylinux_2_34_aarch64.whl", "aarch64", bookworm, "3.13")
+    assert wheel_fits("paho_mqtt-2.2.0-py3-none-any.whl", "armv7l", bookworm, "3.11")
+    assert wheel_fits("tflite_runtime-2.14.0-cp311-cp311-manylinux_2_34_armv7l.whl", "armv7l", bookworm, "3.11")
+    assert wheel_fits("numpy-1.26.4-cp311-cp311-linux_armv7l.whl", "armv7l", bookworm, "3.11")  # piwheels' tag
+    assert not wheel_fits("numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.whl", "aarch64", bookworm, "3.11")
+    assert not wheel_fits("ai_edge_litert-2.3.0-cp313-cp313-manylinux_2_27_aarch64.whl", "aarch64", bookworm, "3.11")
+    assert not wheel_fits("x-1.0-cp311-cp311-manylinux_2_39_aarch64.whl", "aarch64", bookworm, "3.11")  # glibc
+
+
+def test_target_markers_pick_the_interpreter_of_the_device_not_of_this_machine() -> None:
+    from vigil.packaging import edge_requirements
+    from vigil.wheelhouse import marker_environment, target_requirements
+
+    def names(machine: str, python: str) -> set[str]:
+        reqs = target_requirements(edge_requirements(), {"edge"}, marker_environment(machine, python))
+        return {f"{r.name}{r.specifier}" for r in reqs}
+
+    pi32 = names("armv7l", "3.11")
+    assert any(n.startswith("tflite-runtime") for n in pi32) and "numpy<2" in pi32
+    assert not any(n.startswith("ai-edge-litert") for n in pi32)
+    pi64 = names("aarch64", "3.13")
+    assert any(n.startswith("ai-edge-litert") for n in pi64) and "numpy<2" not in pi64
+    assert not any(n.startswith(("tflite-runtime", "tomli")) for n in pi64)
+    assert any(n.startswith("tomli") for n in names("aarch64", "3.10"))
+
+
+def test_package_for_armv7l_with_python_3_13_fails_first_saying_what_works(tmp_path: Path) -> None:
+    out = tmp_path / "pi32.tar.gz"
+    result = vigil("package", "--bundle", str(tmp_path / "not-read-yet.vigil"), "--config",
+                   str(PROFILES / "rpi4-adxl345.toml"), "--out", str(out), "--target", "rpi32", "--python", "3.13")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "armv7l" in result.stderr and "Python 3.11" in result.stderr and "rpi64" in result.stderr
+    assert not out.exists()
+    unknown = vigil("package", "--bundle", "x.vigil", "--config", "c.toml", "--out", str(out), "--target", "pi9")
+    assert unknown.returncode == 2 and "rpi64" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def wheelhouse_of(archive: Path, folder: Path) -> list[Path]:
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    return sorted(folder.glob("*/wheelhouse/*.whl"))
+
+
+@pytest.mark.slow  # downloads ~45 MB of wheels from PyPI (seconds; pip's cache makes re-runs fast)
+def test_package_target_rpi64_ships_aarch64_wheels_for_every_dependency(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    from vigil.packaging import edge_requirements
+    from vigil.wheelhouse import closure, marker_environment, target_requirements, wheel_fits
+
+    bundle = repack(tiny_bundle_3f, tmp_path / "pump.vigil", features=["x", "y", "z"], sampling_rate_hz=400.0)
+    out = tmp_path / "pi64.tar.gz"
+    result = subprocess.run(vigil_argv("package", "--bundle", str(bundle), "--config",
+                                       str(PROFILES / "rpi4-adxl345.toml"), "--out", str(out),
+                                       "--target", "rpi64", "--python", "3.11"),
+                            capture_output=True, text=True, timeout=600)
+    # Without network the line says so ("pip download needs network access to PyPI").
+    assert result.returncode == 0, f"vigil package --target rpi64 (NEEDS NETWORK ACCESS TO PyPI): {result.stderr}"
+    wheels = wheelhouse_of(out, tmp_path / "x")
+    names = [w.name for w in wheels]
+    assert all(wheel_fits(n, "aarch64", (2, 36), "3.11") for n in names), names
+    assert any(n.startswith("ai_edge_litert-") and "manylinux_2_27_aarch64" in n for n in names), names
+    assert any(n.startswith("numpy-") and "aarch64" in n for n in names), names
+    # Every dependency of the [edge] extra, transitively, as the device's markers see it.
+    env = marker_environment("aarch64", "3.11")
+    needed, missing = closure(target_requirements(edge_requirements(), {"edge"}, env), wheels[0].parent, env)
+    assert missing == [] and needed == set(wheels)
+    script = next(iter((tmp_path / "x").glob("*/install.sh"))).read_text()
+    assert 'WHEELHOUSE_MACHINE="aarch64"' in script and 'WHEELHOUSE_PYTHON="3.11"' in script

@@ -5,8 +5,11 @@ Contents (under one top directory named after the archive)::
     vigil_edge-<version>-py3-none-any.whl   this project, built here with the stdlib
     <bundle>.vigil                          the model bundle (verified before packing)
     agent.toml                              the profile, bundle.path -> the installed bundle
-    vigil-agent.service                     the systemd unit
+    vigil-agent.service                     the systemd unit (vigil-agent@.service with --instance)
     install.sh                              venv with only the edge extra, files, enable
+    agent.env.example, ca.crt.example       templates of the files the profiles refer to
+    wheelhouse/*.whl                        with --target: every wheel of the [edge] extra for that
+                                            CPU and Python, so install.sh needs no network
 
 The wheel is assembled directly (zip + dist-info from ``pyproject.toml``)
 instead of running ``pip wheel``: it needs no network, no build isolation, no
@@ -39,6 +42,9 @@ CONFIG_DIR = "/etc/vigil"
 STATE_DIR = "/var/lib/vigil"
 CONFIG_NAME = "agent.toml"
 UNIT_NAME = "vigil-agent.service"
+TEMPLATE_UNIT_NAME = "vigil-agent@.service"
+TEMPLATES = ("agent.env.example", "ca.crt.example")
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIP_PARTS = {"__pycache__"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
@@ -60,8 +66,37 @@ def project_root() -> Path:
     return root
 
 
-def shipped_unit() -> Path:
-    return project_root() / "firmware_configs" / "systemd" / UNIT_NAME
+def shipped_unit(instance: str | None = None) -> Path:
+    return project_root() / "firmware_configs" / "systemd" / (TEMPLATE_UNIT_NAME if instance else UNIT_NAME)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where install.sh puts things: one agent (``agent.toml``) or instance NAME of the template unit."""
+
+    instance: str | None = None
+
+    @property
+    def config_name(self) -> str:
+        return f"{self.instance}.toml" if self.instance else CONFIG_NAME
+
+    @property
+    def state_dir(self) -> str:
+        return f"{STATE_DIR}/{self.instance}" if self.instance else STATE_DIR
+
+    @property
+    def unit_file(self) -> str:
+        return TEMPLATE_UNIT_NAME if self.instance else UNIT_NAME
+
+    @property
+    def service(self) -> str:
+        return f"vigil-agent@{self.instance}.service" if self.instance else UNIT_NAME
+
+
+def check_instance(instance: str | None) -> None:
+    if instance is not None and not _INSTANCE_RE.fullmatch(instance):
+        raise VigilInputError(f"instance name {instance!r}: use letters, digits, '-' and '_' (at most 64)",
+                              key="--instance")
 
 
 # --------------------------------------------------------------------------- wheel
@@ -175,12 +210,24 @@ def rewrite_bundle_key(text: str, key: str, toml_value: str) -> str:
 # --------------------------------------------------------------------------- archive
 
 
-def install_script(bundle_name: str, wheel_name: str) -> str:
+def install_script(bundle_name: str, wheel_name: str, layout: Layout | None = None,
+                   wheelhouse: tuple[str, str] | None = None) -> str:
+    """install.sh with every placeholder filled; ``wheelhouse`` = (machine, python) of the shipped wheels."""
+    layout = layout or Layout()
+    machine, python = wheelhouse or ("", "")
     template = (project_root() / "firmware_configs" / "install.sh.in").read_text(encoding="utf-8")
-    return (template.replace("@BUNDLE@", bundle_name).replace("@WHEEL@", wheel_name)
-            .replace("@PREFIX@", INSTALL_PREFIX).replace("@CONFIG_DIR@", CONFIG_DIR)
-            .replace("@STATE_DIR@", STATE_DIR).replace("@CONFIG_NAME@", CONFIG_NAME)
-            .replace("@UNIT@", UNIT_NAME))
+    values = {"BUNDLE": bundle_name, "WHEEL": wheel_name, "PREFIX": INSTALL_PREFIX, "CONFIG_DIR": CONFIG_DIR,
+              "STATE_BASE": STATE_DIR, "STATE_DIR": layout.state_dir, "CONFIG_NAME": layout.config_name,
+              "UNIT": layout.unit_file, "SERVICE": layout.service, "INSTANCE": layout.instance or "",
+              "WHEELHOUSE_MACHINE": machine, "WHEELHOUSE_PYTHON": python}
+    return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], template)
+
+
+def edge_requirements(root: Path | None = None) -> list[str]:
+    """``Requires-Dist`` lines of the project with its ``[edge]`` extra (as in the wheel's METADATA)."""
+    project = read_toml((root or project_root()) / "pyproject.toml")["project"]
+    return [*project.get("dependencies", []),
+            *(_requirement(r, "edge") for r in project.get("optional-dependencies", {}).get("edge", []))]
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -198,14 +245,28 @@ def _top_name(out: Path) -> str:
 
 
 def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = None,
-                  trusted_keys: list[Path] | None = None) -> PackageResult:
+                  trusted_keys: list[Path] | None = None, target: str | None = None,
+                  python: str | None = None, instance: str | None = None,
+                  find_links: list[Path] | None = None) -> PackageResult:
     """Verify bundle and config, build the wheel, write DEVICE.tar.gz.
 
     ``trusted_keys``: public key files (``vigil keys new`` writes ``KEY.pub``) written into the shipped
     config's ``[bundle] trusted_keys``; the bundle must already carry a signature one of them verifies,
     so a device is never shipped a config that refuses its own bundle.
+    ``target`` (rpi64, rpi32, x86_64) with ``python``: add a wheelhouse for that device (see
+    :mod:`vigil.wheelhouse`). ``instance``: install as ``vigil-agent@INSTANCE`` with
+    ``/etc/vigil/INSTANCE.toml`` and the state in ``/var/lib/vigil/INSTANCE``.
     """
     bundle, config, out = Path(bundle), Path(config), Path(out)
+    check_instance(instance)
+    layout = Layout(instance)
+    if python is not None and target is None:
+        raise VigilInputError("--python chooses the wheelhouse's Python: give --target too", key="--python")
+    if target is not None:
+        from vigil.wheelhouse import DEFAULT_PYTHON, get_target
+
+        python = python or DEFAULT_PYTHON
+        get_target(target, python)  # an impossible target/Python fails before anything is built
     loaded = load_bundle(bundle)  # refuse to ship a damaged bundle
     keys = [read_public_key_file(Path(k), f"--trusted-key {k}") for k in trusted_keys or []]
     if keys:
@@ -213,24 +274,36 @@ def build_package(*, bundle: Path, config: Path, out: Path, unit: Path | None = 
     # Keys, types and ranges are checked here; secrets, TLS files and the sensor
     # exist only on the device, where install.sh runs check-config again.
     check_source_fits(load_config(config, check_bundle=False, check_files=False), loaded)
-    unit = Path(unit) if unit is not None else shipped_unit()
+    unit = Path(unit) if unit is not None else shipped_unit(instance)
     if not unit.is_file():
         raise VigilInputError("unit file not found", file=str(unit))
-    installed_bundle = f"{STATE_DIR}/{bundle.name}"
+    installed_bundle = f"{layout.state_dir}/{bundle.name}"
     toml_text = rewrite_bundle_path(config.read_text(encoding="utf-8"), installed_bundle)
     if keys:
         toml_text = rewrite_bundle_key(toml_text, "trusted_keys", "[" + ", ".join(f'"{k}"' for k in keys) + "]")
     if read_toml_text(toml_text).get("bundle", {}).get("path") != installed_bundle:
         raise VigilInputError("could not rewrite bundle.path", file=str(config), key="bundle.path")
+    templates = project_root() / "firmware_configs" / "templates"
     with tempfile.TemporaryDirectory(prefix="vigil-wheel-") as tmp:
         wheel = build_wheel(Path(tmp))
         top = _top_name(out)
-        files: list[tuple[str, bytes, int]] = [
+        wheelhouse_tag = None
+        files: list[tuple[str, bytes, int]] = []
+        if target is not None and python is not None:
+            from vigil.wheelhouse import TARGETS, build_wheelhouse
+
+            wheels = build_wheelhouse(edge_requirements(), target, python, Path(tmp) / "wheelhouse",
+                                      find_links=find_links)
+            files += [(f"wheelhouse/{w.name}", w.read_bytes(), 0o644) for w in wheels]
+            wheelhouse_tag = (TARGETS[target].machine, python)
+        files = [
             (wheel.name, wheel.read_bytes(), 0o644),
             (bundle.name, bundle.read_bytes(), 0o644),
-            (CONFIG_NAME, toml_text.encode(), 0o644),
-            (UNIT_NAME, unit.read_bytes(), 0o644),
-            ("install.sh", install_script(bundle.name, wheel.name).encode(), 0o755),
+            (layout.config_name, toml_text.encode(), 0o644),
+            (layout.unit_file, unit.read_bytes(), 0o644),
+            ("install.sh", install_script(bundle.name, wheel.name, layout, wheelhouse_tag).encode(), 0o755),
+            *[(name, (templates / name).read_bytes(), 0o644) for name in TEMPLATES],
+            *files,
         ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w:gz") as tar:

@@ -103,11 +103,15 @@ class EventDetector:
         feature_errors: np.ndarray,
         anomalous: bool | None = None,
         threshold: float | None = None,
+        start_row: int | None = None,
+        start_time: float | None = None,
     ) -> AlertEvent | None:
         """Account for one window ending at ``row``; return an event change or None.
 
         ``anomalous`` / ``threshold``: the verdict and the threshold in force
         when a dynamic threshold decides; by default the static ``limit``.
+        ``start_row`` / ``start_time``: where an event opened by this window
+        starts when that is before ``row`` (row-localized scores); default ``row``.
         """
         if anomalous is None:
             anomalous = self.is_anomalous(score)
@@ -119,16 +123,17 @@ class EventDetector:
             self._cooldown_left -= 1
             return None
         if sum(self._recent) >= self.policy.k and anomalous:
-            return self._open(row, time, score, feature_errors)
+            return self._open(row, time, score, feature_errors, start_row, start_time)
         return None
 
-    def _open(self, row: int, time: float | None, score: float, errors: np.ndarray) -> AlertEvent:
+    def _open(self, row: int, time: float | None, score: float, errors: np.ndarray,
+              start_row: int | None = None, start_time: float | None = None) -> AlertEvent:
         self._event = AlertEvent(
             event_id=uuid.uuid4().hex,
             phase=EventPhase.OPEN,
-            start_row=row,
+            start_row=row if start_row is None else int(start_row),
             end_row=row,
-            start_time=time,
+            start_time=time if start_row is None else start_time,
             end_time=time,
             peak_score=float(score),
             mean_score=float(score),

@@ -21,8 +21,11 @@ ANOMALIES = [(700, 740), (1500, 1530)]
 FLAT = (2200, 2500)  # feature f1 stuck at one value
 
 
-def _detection_bundle(tiny_bundle: Path, out: Path) -> Path:
-    """The tiny bundle repacked with the trainer's detection section (window 16, hop 1, 100 Hz)."""
+def _detection_bundle(tiny_bundle: Path, out: Path, score_mode: str | None = None) -> Path:
+    """The tiny bundle repacked with the trainer's detection section (window 16, hop 1, 100 Hz).
+
+    ``score_mode``: the section's ``score.mode`` ("row": per-row localized scores).
+    """
     from edge_agent.bundle import load_bundle, pack_bundle
     from trainer.detection_meta import detection_section
 
@@ -30,6 +33,8 @@ def _detection_bundle(tiny_bundle: Path, out: Path) -> Path:
     manifest = json.loads(json.dumps(bundle.manifest))
     train = normal_rows(720, 3, 0)
     manifest["detection"] = detection_section(train, bundle.features, bundle.spec.window, bundle.spec.hop, RATE)
+    if score_mode is not None:
+        manifest["detection"]["score"] = {"mode": score_mode}
     out.write_bytes(pack_bundle(manifest, bundle.model_bytes))
     return out
 
@@ -47,6 +52,11 @@ def _stamped_csv(path: Path, n_rows: int = 3000) -> Path:
 @pytest.fixture(scope="module")
 def detect_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("detect") / "detect.vigil")
+
+
+@pytest.fixture(scope="module")
+def row_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("rows") / "rows.vigil", "row")
 
 
 @pytest.mark.slow
@@ -70,14 +80,16 @@ def test_dynamic_threshold_and_a_flatline_fault_are_published(detect_bundle: Pat
 
 
 @pytest.mark.slow
-def test_events_do_not_depend_on_block_boundaries(detect_bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bundle_name", ["detect_bundle", "row_bundle"])
+def test_events_do_not_depend_on_block_boundaries(bundle_name: str, request: pytest.FixtureRequest,
+                                                  tmp_path: Path) -> None:
     from edge_agent.bundle import load_bundle
     from edge_agent.pipeline import PipelineSettings, StreamingPipeline
     from edge_agent.readers import load_table
     from edge_agent.runtime import Scorer
     from edge_agent.sources.base import SampleBlock
 
-    bundle = load_bundle(detect_bundle)
+    bundle = load_bundle(request.getfixturevalue(bundle_name))
     table = load_table(_stamped_csv(tmp_path / "data.csv"), columns=bundle.features)
     scorer = Scorer(bundle)
 
@@ -95,7 +107,9 @@ def test_events_do_not_depend_on_block_boundaries(detect_bundle: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_agent_equals_vigil_score_with_dynamic_threshold_and_sensor_faults(detect_bundle: Path,
+@pytest.mark.parametrize("bundle_name", ["detect_bundle", "row_bundle"])
+def test_agent_equals_vigil_score_with_dynamic_threshold_and_sensor_faults(bundle_name: str,
+                                                                          request: pytest.FixtureRequest,
                                                                           tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -103,6 +117,7 @@ def test_agent_equals_vigil_score_with_dynamic_threshold_and_sensor_faults(detec
     from edge_agent.service import AgentService
     from vigil.cli import app
 
+    detect_bundle = request.getfixturevalue(bundle_name)
     data = _stamped_csv(tmp_path / "data.csv")
     config = tmp_path / "agent.toml"
     config.write_text(textwrap.dedent(f"""
@@ -130,3 +145,25 @@ def test_agent_equals_vigil_score_with_dynamic_threshold_and_sensor_faults(detec
     assert any(p.get("kind") == "sensor_fault" for p in published)
     assert [{k: v for k, v in p.items() if k != "event_id"} for p in published] == \
         [{k: v for k, v in p.items() if k != "event_id"} for p in scored]
+
+
+@pytest.mark.slow
+def test_row_mode_starts_events_at_the_anomalous_rows(detect_bundle: Path, row_bundle: Path, tmp_path: Path) -> None:
+    """A row-mode event starts where the error is, not at the end of the first window that saw it."""
+    from edge_agent.bundle import load_bundle
+    from edge_agent.pipeline import PipelineSettings, replay_file
+
+    data = _stamped_csv(tmp_path / "data.csv")
+    rows = load_bundle(row_bundle)
+    result = replay_file(rows, data)
+    assert result.counters["windows_scored"] > 0
+    by_window = replay_file(rows, data, settings=PipelineSettings.for_bundle(rows, score_mode="window"))
+    assert [e["start_sample"] for e in by_window.events] == \
+        [e["start_sample"] for e in replay_file(load_bundle(detect_bundle), data).events]
+    for start, end in ANOMALIES:
+        row_starts = [e["start_sample"] for e in result.events if e["start_sample"] <= end + 16
+                      and e["end_sample"] >= start]
+        window_starts = [e["start_sample"] for e in by_window.events if e["start_sample"] <= end + 16
+                         and e["end_sample"] >= start]
+        assert row_starts and window_starts and min(row_starts) <= min(window_starts)
+        assert start - 16 <= min(row_starts) <= end

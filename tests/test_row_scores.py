@@ -21,3 +21,81 @@ def test_scorer_step_errors_average_to_the_feature_errors(tiny_bundle_3f: Path) 
         assert result.step_errors is not None
         assert result.step_errors.shape == (bundle.spec.window, 3)
         np.testing.assert_array_equal(result.step_errors.mean(axis=0), result.feature_errors)
+
+
+def _feed(agg, step_errors: np.ndarray, window: int, hop: int, chunks: list[int] | None = None):
+    """Feed windows ending at window-1, window-1+hop, ...; rows handed over in ``chunks`` pieces."""
+    out_rows, out_scores = [], []
+    handed = 0
+    for k in range(len(step_errors)):
+        end = window - 1 + k * hop
+        rows = np.arange(handed, end + 1)
+        pieces = np.array_split(rows, chunks[k % len(chunks)]) if chunks else [rows]
+        for piece in pieces:
+            agg.extend(piece, piece * 0.5)
+        handed = end + 1
+        final = agg.add_window(step_errors[k])
+        out_rows.extend(final.rows.tolist())
+        out_scores.extend(final.scores.tolist())
+        np.testing.assert_array_equal(final.times, final.rows * 0.5)
+    return np.array(out_rows), np.array(out_scores)
+
+
+def test_row_score_is_the_mean_over_the_windows_that_covered_the_row() -> None:
+    from edge_agent.core.row_scores import RowAggregator
+
+    # window 4, hop 2: windows cover rows 0-3, 2-5, 4-7, ...; window k has error k on every row.
+    steps = np.arange(5, dtype=np.float64)[:, None, None] * np.ones((5, 4, 1))
+    rows, scores = _feed(RowAggregator(4, 2, np.array([1.0])), steps, 4, 2)
+    # default delay = window - 1: a row is final once every window covering it has been scored
+    assert rows.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    np.testing.assert_allclose(scores, [0, 0, 0.5, 0.5, 1.5, 1.5, 2.5, 2.5, 3.5])
+    # delay 0: a row is final at the first window ending at or after it (causal, no waiting)
+    rows, scores = _feed(RowAggregator(4, 2, np.array([1.0]), delay=0), steps, 4, 2)
+    assert rows.tolist() == list(range(12))
+    np.testing.assert_allclose(scores, [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+
+
+def test_row_scores_match_a_direct_computation_whatever_the_read_sizes() -> None:
+    from edge_agent.core.row_scores import RowAggregator
+
+    rng = np.random.default_rng(3)
+    window, hop, n_windows = 16, 3, 400
+    weights = np.array([0.2, 0.8])
+    steps = rng.gamma(2.0, size=(n_windows, window, 2))
+    n_rows = window + (n_windows - 1) * hop
+    sums, counts = np.zeros((n_rows, 2)), np.zeros(n_rows)
+    for k in range(n_windows):
+        sums[k * hop:k * hop + window] += steps[k]
+        counts[k * hop:k * hop + window] += 1
+    for delay in (0, 5, window - 1):
+        rows, scores = _feed(RowAggregator(window, hop, weights, delay), steps, window, hop, chunks=[1, 2, 3])
+        assert rows.tolist() == list(range(len(rows))) and len(rows) == n_rows - delay
+        # reference: row r is final at the first window ending at or after r + delay, with the
+        # windows ended by then that cover it
+        ends = window - 1 + hop * np.arange(n_windows)
+        expect = []
+        for r in rows:
+            final_at = ends[np.searchsorted(ends, r + delay)]
+            ks = [k for k in range(n_windows) if k * hop <= r <= ends[k] <= final_at]
+            expect.append(float(np.mean([steps[k, r - k * hop] @ weights for k in ks])))
+        np.testing.assert_allclose(scores, expect, rtol=1e-12)
+    # with every covering window, the direct per-row mean
+    rows, scores = _feed(RowAggregator(window, hop, weights), steps, window, hop)
+    np.testing.assert_allclose(scores, (sums[rows] / counts[rows, None]) @ weights, rtol=1e-12)
+
+
+def test_score_settings_parse_and_refuse_bad_values() -> None:
+    import pytest
+
+    from edge_agent.detection.settings import DetectionSettings, ScoreSettings
+    from edge_agent.errors import VigilInputError
+
+    assert DetectionSettings.from_dict({}).score == ScoreSettings(mode="window")
+    parsed = DetectionSettings.from_dict({"score": {"mode": "row", "reduce": "mean", "delay_rows": 8}})
+    assert parsed.score == ScoreSettings("row", 8, "mean")
+    assert DetectionSettings.from_dict(parsed.to_dict()) == parsed
+    with pytest.raises(VigilInputError, match="detection.score.mode"):
+        DetectionSettings.from_dict({"score": {"mode": "rows"}})
+    with pytest.raises(VigilInputError, match="detection.score.delay_rows"):
+        DetectionSettings.from_dict({"score": {"mode": "row", "delay_rows": -1}})

@@ -21,6 +21,7 @@ from edge_agent.detection.settings import (
     DetectionSettings,
     DynamicThresholdSettings,
     FalseAlarmInfo,
+    ScoreSettings,
     SensorHealthSettings,
 )
 from edge_agent.detection.stats import FeatureStats, feature_stats_from_json, measure_feature_stats
@@ -36,6 +37,7 @@ __all__ = [
     "SensorFault",
     "SensorFaultEvent",
     "SensorHealthMonitor",
+    "ScoreSettings",
     "SensorHealthSettings",
     "dynamic_threshold_for",
     "feature_stats_from_json",

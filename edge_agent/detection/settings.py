@@ -26,6 +26,9 @@ DETECTION_VERSION = 1
 MAX_BUFFER_WINDOWS = 100_000
 MAX_POLICY_WINDOWS = 100_000
 FALSE_ALARM_UNITS = ("second", "minute", "hour", "day", "week", "window")
+SCORE_MODES = ("window", "row")
+ROW_REDUCTIONS = ("max", "mean")
+MAX_ROW_DELAY = 100_000
 
 _S = TypeVar("_S", bound="_Section")
 
@@ -211,10 +214,36 @@ class FalseAlarmInfo(_Section):
         return super().from_dict(data)
 
 
+@dataclass(frozen=True)
+class ScoreSettings(_Section):
+    """What the decisions are made on (see :mod:`edge_agent.core.row_scores`).
+
+    ``mode = "window"``: each window's mean error, attributed to its last row
+    (a bundle without this section). ``mode = "row"``: each row's error
+    averaged over the windows that covered it, finalized ``delay_rows``
+    samples later (None = window - 1: every covering window); each window's
+    decision is on the ``reduce`` (max or mean) of the rows it finalized, and
+    an event starts at its first anomalous row.
+    """
+
+    KEY: ClassVar[str] = "detection.score"
+    mode: str = "window"
+    delay_rows: int | None = None
+    reduce: str = "max"
+
+    def __post_init__(self) -> None:
+        k = self._key
+        _set(self, "mode", check.choice(self.mode, k("mode"), SCORE_MODES))
+        if self.delay_rows is not None:
+            _set(self, "delay_rows", check.integer(self.delay_rows, k("delay_rows"), lo=0, hi=MAX_ROW_DELAY))
+        _set(self, "reduce", check.choice(self.reduce, k("reduce"), ROW_REDUCTIONS))
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "policy": AlertPolicySettings,
     "dynamic_threshold": DynamicThresholdSettings,
     "sensor_health": SensorHealthSettings,
+    "score": ScoreSettings,
 }
 
 
@@ -226,6 +255,7 @@ class DetectionSettings:
     policy: AlertPolicySettings = AlertPolicySettings()
     dynamic_threshold: DynamicThresholdSettings = DynamicThresholdSettings()
     sensor_health: SensorHealthSettings = SensorHealthSettings()
+    score: ScoreSettings = ScoreSettings()
     skill_ratio: float | None = None
     false_alarm: FalseAlarmInfo | None = None
     version: int = DETECTION_VERSION

@@ -28,6 +28,8 @@ class PipelineSettings:
     sensor_faults: bool = True
     close_on_shutdown: bool = True
     device_id: str = OFFLINE_DEVICE_ID
+    #: "window" / "row" overrides the bundle's ``detection.score.mode``; None = the bundle's.
+    score_mode: str | None = None
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, **overrides: Any) -> PipelineSettings:

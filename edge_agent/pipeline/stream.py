@@ -22,8 +22,9 @@ from edge_agent.bundle import Bundle
 from edge_agent.core import Ewma, WindowBuffer
 from edge_agent.health import LatencyRing
 from edge_agent.payload import alert_payload, sensor_fault_payload
+from edge_agent.pipeline.localize import RowScorer, event_rows
 from edge_agent.pipeline.settings import PipelineSettings
-from edge_agent.pipeline.thresholds import ThresholdDecider, make_threshold
+from edge_agent.pipeline.thresholds import ThresholdDecider, detection_settings, make_threshold
 from edge_agent.quality import CleanRun, SampleQuality
 from edge_agent.sources.base import SampleBlock
 
@@ -73,6 +74,7 @@ class StreamingPipeline:
         self.threshold: ThresholdDecider = make_threshold(bundle, settings, rate_hz)
         self.detector = EventDetector(bundle.threshold, settings.policy)
         self.sensor_health = _make_sensor_health(bundle, settings, rate_hz)
+        self.row_scorer = _make_row_scorer(bundle, settings)
         self.log = WindowLog() if log_windows else None
         # A scorer with score_many (a Keras model on a workstation) gets each run's windows at once.
         self._batch = getattr(scorer, "score_many", None)
@@ -140,19 +142,27 @@ class StreamingPipeline:
         if run.reset_before:
             self.buffer.reset()
             self.smoother.reset()
+            if self.row_scorer is not None:
+                self.row_scorer.reset()
             if self.log is not None and len(run.rows):
                 self.log.reset_rows.append(int(run.rows[0]))
         rows, times = run.rows, run.timestamps
         if self._batch is not None:
             self._push_run_batched(run, out)
             return
+        handed = 0  # samples of the run already given to the row scorer
         for i, window in self.buffer.push_many(run.values):
             started = time.perf_counter()
             result = self.scorer.score(window)
             self.latency.add(time.perf_counter() - started)
+            if self.row_scorer is not None:
+                self.row_scorer.extend(rows[handed:i + 1], times[handed:i + 1])
+                handed = i + 1
             event = self._decide(result, int(rows[i]), float(times[i]))
             if event is not None:
                 out.append((int(rows[i]), 0, self._payload(event)))
+        if self.row_scorer is not None:
+            self.row_scorer.extend(rows[handed:], times[handed:])
 
     def _push_run_batched(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
         """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
@@ -160,26 +170,53 @@ class StreamingPipeline:
         for i, window in self.buffer.push_many(run.values):
             ends.append(i)
             windows.append(window.copy())  # the buffer's view is only valid until the next window
-        if not windows:
-            return
-        assert self._batch is not None
-        started = time.perf_counter()
-        results = self._batch(np.stack(windows))
-        per_window = (time.perf_counter() - started) / len(windows)
+        results: list[Any] = []
+        per_window = 0.0
+        if windows:
+            assert self._batch is not None
+            started = time.perf_counter()
+            results = self._batch(np.stack(windows))
+            per_window = (time.perf_counter() - started) / len(windows)
+        handed = 0
         for i, result in zip(ends, results, strict=True):
             self.latency.add(per_window)
+            if self.row_scorer is not None:
+                self.row_scorer.extend(run.rows[handed:i + 1], run.timestamps[handed:i + 1])
+                handed = i + 1
             event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
             if event is not None:
                 out.append((int(run.rows[i]), 0, self._payload(event)))
+        if self.row_scorer is not None:
+            self.row_scorer.extend(run.rows[handed:], run.timestamps[handed:])
 
     def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
         """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""
+        if self.row_scorer is not None:
+            return self._decide_rows(result)
         self.windows_scored += 1
         score = self.smoother.update(result.score)
         anomalous, threshold = self.threshold.decide(score)
         if self.log is not None:
             self.log.add(row, stamp, result.score, score, threshold, anomalous, result.feature_errors)
         return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold)
+
+    def _decide_rows(self, result: Any) -> AlertEvent | None:
+        """:meth:`_decide` on the localized score of the rows this window finalized (row mode)."""
+        self.windows_scored += 1
+        assert self.row_scorer is not None
+        decision = self.row_scorer.decide(result.step_errors, result.feature_errors)
+        if decision is None:
+            return None
+        final = decision.final
+        score = self.smoother.update(decision.score)
+        anomalous, threshold = self.threshold.decide(score)
+        if self.log is not None:  # logged at the first finalized row: the rows it covers get its value
+            self.log.add(int(final.rows[0]), float(final.times[0]), decision.score, score, threshold, anomalous,
+                         decision.feature_errors)
+        first, last = event_rows(final, threshold) if anomalous else (len(final) - 1, len(final) - 1)
+        return self.detector.update(int(final.rows[last]), float(final.times[last]), score,
+                                    decision.feature_errors, anomalous, threshold,
+                                    start_row=int(final.rows[first]), start_time=float(final.times[first]))
 
     def _payload(self, event: AlertEvent) -> dict[str, Any]:
         if event.phase is EventPhase.OPEN:
@@ -212,6 +249,18 @@ def _pieces(block: SampleBlock, first_row: int, first: int, size: int) -> list[t
         piece = SampleBlock(block.values[a:b], block.timestamps[a:b], valid, block.gap_before if a == 0 else 0)
         out.append((piece, first_row + a))
     return out
+
+
+def _make_row_scorer(bundle: Bundle, settings: PipelineSettings) -> RowScorer | None:
+    """The row-mode scorer when the settings or the bundle's ``detection.score`` ask for it, else None."""
+    from edge_agent.detection.settings import ScoreSettings
+
+    detection, _ = detection_settings(bundle)
+    score = detection.score if detection is not None else ScoreSettings()
+    mode = settings.score_mode or score.mode
+    if mode not in ("window", "row"):
+        raise ValueError(f"score mode must be window or row, got {mode!r}")
+    return RowScorer(bundle, score) if mode == "row" else None
 
 
 def _make_sensor_health(bundle: Bundle, settings: PipelineSettings, rate_hz: float | None) -> Any:

@@ -93,6 +93,11 @@ def build_manifest(
     detection = run.detection
     if detection is not None:  # the trainer's settings, verbatim (contract in the team brief)
         manifest["detection"] = detection
+    frontend = meta.get("frontend")
+    if frontend is not None:  # the model's rows are frames of this front-end (trainer.spectral_train)
+        from trainer.spectral_parity import frontend_parity
+
+        manifest["frontend"] = {**frontend, "parity": frontend_parity(run.path, frontend)}
     skill = run.skill_ratio
     if skill is not None:
         manifest["training"] = {"skill_ratio": skill}

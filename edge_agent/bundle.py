@@ -90,6 +90,11 @@ class Bundle:
         return len(self.features)
 
     @property
+    def model_kind(self) -> str:
+        """``manifest["model"]["kind"]``: autoencoder (also when absent), lstm / dense (autoencoders) or aer."""
+        return str(self.manifest.get("model", {}).get("kind", "autoencoder"))
+
+    @property
     def timestamp_column(self) -> str | None:
         return self.manifest.get("timestamp_column")
 

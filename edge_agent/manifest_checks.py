@@ -22,6 +22,10 @@ from edge_agent.core.scoring import ScoreFunction
 from edge_agent.errors import VigilInputError
 
 MAX_MANIFEST_BYTES = 1 << 20
+# model.kind: "autoencoder" (also absent) or the architecture names the converter writes for it
+# (lstm, dense); "aer" = edge_agent.core.aer (its score is in its output, read like an autoencoder's).
+AUTOENCODER_KIND = "autoencoder"
+MODEL_KINDS = (AUTOENCODER_KIND, "lstm", "dense", "aer")
 MAX_JSON_DEPTH = 32
 MAX_INT_DIGITS = 20  # int64 has 19; anything longer is hostile or broken
 MAX_FEATURES = 1024
@@ -162,6 +166,9 @@ def _model(model: dict[str, Any]) -> None:
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise ManifestError("model.sha256", "must be 64 lower-case hex digits")
     _int(model, "bytes", 1, 1 << 40, key="model.bytes")
+    kind = model.get("kind", AUTOENCODER_KIND)
+    if kind not in MODEL_KINDS:  # decides how the model's output is read: an unknown kind must not load
+        raise ManifestError("model.kind", f"must be one of {', '.join(MODEL_KINDS)}, not {_short(kind)}")
 
 
 # -- primitives ---------------------------------------------------------------------

@@ -160,7 +160,7 @@ def run_train(cfg: TrainConfig) -> RunInfo:
     if not np.isfinite(raw).all():
         raise VigilInputError(f"training diverged (non-finite reconstruction errors); try a lower --learning-rate "
                               f"than {cfg.learning_rate:g} or --scaler standard", file=str(cfg.data))
-    skill = _report_skill(cfg, spec, held_windows, recon, history, fit_rows)
+    skill = _report_skill(cfg, spec, held_windows, _skill_recon(cfg, model, held_windows, recon), history, fit_rows)
     # The threshold is set on scores smoothed the way the device will smooth them (the policy's alpha).
     alpha = device_smoothing(cfg.smoothing, spec.window, spec.hop, table.sampling_rate_hz)
     held_scores = ewma(raw, alpha)
@@ -175,6 +175,10 @@ def run_train(cfg: TrainConfig) -> RunInfo:
                       len(fit_windows), len(held_windows), error_stats(held_scores), len(fit_rows), training_extra)
     # What the device does with the scores (policy, dynamic threshold, sensor checks): see detection_meta.
     meta["smoothing"] = {"alpha": alpha}  # what the threshold was set on and the device applies
+    if cfg.model == "aer":  # the AER score's scales (frozen into the model; recorded to explain it)
+        from trainer.aer_model import aer_section
+
+        meta["model"]["aer"] = aer_section(model)
     meta["detection"] = detection_section(fit_rows, table.names, spec.window, spec.hop, table.sampling_rate_hz,
                                           skill_ratio=skill, smoothing=alpha, false_alarm=false_alarm_info(t_params))
     write_run(out, meta, model, table.values)
@@ -195,7 +199,8 @@ def _check_config(cfg: TrainConfig) -> None:
         (cfg.batch_size >= 1, "batch-size", "--batch-size must be at least 1"),
         (cfg.patience >= 0, "patience", "--patience must not be negative"),
         (0.0 < cfg.validation_fraction < 1.0, "validation-fraction", "--validation-fraction must be in (0, 1)"),
-        (cfg.model in ("lstm", "dense"), "model", f"--model must be lstm or dense, not {cfg.model!r}"),
+        (cfg.model in ("lstm", "dense", "aer"), "model", f"--model must be lstm, dense or aer, not {cfg.model!r}"),
+        (cfg.model != "aer" or cfg.window >= 4, "window", "--model aer needs --window of at least 4"),
         (cfg.loss in ("mse", "mae"), "loss", f"--loss must be mse or mae, not {cfg.loss!r}"),
         (cfg.score in ("mse", "mae"), "score", f"--score must be mse or mae, not {cfg.score!r}"),
         (cfg.scaler in ("minmax", "standard", "robust"), "scaler",
@@ -255,6 +260,10 @@ def _prepare_out(out: Path) -> Path:
 
 def _fit_model(cfg: TrainConfig, spec: WindowSpec, fit_windows: np.ndarray,
                held_windows: np.ndarray) -> tuple[Any, dict[str, list[float]]]:
+    if cfg.model == "aer":  # a different network and loss: trainer.aer_model
+        from trainer.aer_model import fit_aer
+
+        return fit_aer(cfg, fit_windows, held_windows)
     from trainer.keras_backend import keras
     from trainer.model import build_autoencoder
     from trainer.progress import progress_callback
@@ -273,6 +282,15 @@ def _fit_model(cfg: TrainConfig, spec: WindowSpec, fit_windows: np.ndarray,
     if cfg.patience == 0 and history["val_loss"]:
         cfg.echo("note: --patience 0 disables early stopping; the last epoch's weights are kept")
     return model, history
+
+
+def _skill_recon(cfg: TrainConfig, model: Any, held_windows: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """What the skill ratio compares: an AER model's output carries the score's gain, its raw prediction does not."""
+    if cfg.model != "aer":
+        return recon
+    from trainer.aer_model import predict_raw
+
+    return predict_raw(model, held_windows)
 
 
 def _report_skill(cfg: TrainConfig, spec: WindowSpec, held_windows: np.ndarray, recon: np.ndarray,

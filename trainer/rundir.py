@@ -46,7 +46,7 @@ RUN_JSON = "run.json"
 MODEL_FILE = "model.keras"
 TRAIN_ROWS_FILE = "train_rows.npy"
 DEFAULT_VALIDATION_FRACTION = 0.2  # the trainer's default, for runs that do not record theirs
-MODEL_KINDS = ("lstm", "dense")
+MODEL_KINDS = ("lstm", "dense", "aer")  # aer: trainer.aer_model
 
 
 def split_rows(rows: np.ndarray, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:

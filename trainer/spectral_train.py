@@ -68,7 +68,8 @@ def spectral_spec_for(table: Table, options: dict[str, Any] | None = None) -> Sp
 
 def frame_table(table: Table, spec: SpectralSpec) -> Table:
     """The table of frame features: one row per complete frame, at the frame's last sample."""
-    values, ends = spectral_frames(table.values, spec)
+    # float32 samples, as every source hands them to the device's front-end: the same frames bit for bit.
+    values, ends = spectral_frames(np.asarray(table.values, dtype=np.float32), spec)
     if len(values) < 2:
         raise VigilInputError(f"has {table.n_rows} rows: too few for spectral frames of {spec.frame} samples "
                               f"(hop {spec.hop})", file=table.source)
@@ -118,7 +119,7 @@ def finish_meta(meta: dict[str, Any], spec: SpectralSpec | None, raw: Table | No
     if isinstance(detection, dict):
         detection.pop("feature_stats", None)  # frame statistics: the device's sensor checks see samples
     n = min(raw.n_rows, spec.frame + (RAW_EXCERPT_FRAMES - 1) * spec.hop)
-    excerpt = np.asarray(raw.values[:n], dtype=np.float64)
+    excerpt = np.asarray(raw.values[:n], dtype=np.float32)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / RAW_FILE, excerpt)
     np.save(out / FRAMES_FILE, spectral_frames(excerpt, spec)[0])

@@ -58,10 +58,11 @@ def replay_file(bundle: Bundle, data: str | Path, *, settings: PipelineSettings 
     from edge_agent.sources.replay import ReplaySource
 
     settings = settings or PipelineSettings.for_bundle(bundle)
-    chosen = list(columns) if columns else list(bundle.features)
-    if len(chosen) != bundle.n_features:
-        raise VigilInputError(f"{len(chosen)} columns given, the bundle needs {bundle.n_features} "
-                              f"({', '.join(bundle.features)})", key="columns")
+    inputs = bundle.input_features  # the sensor columns (a spectral bundle's model sees frame features)
+    chosen = list(columns) if columns else list(inputs)
+    if len(chosen) != len(inputs):
+        raise VigilInputError(f"{len(chosen)} columns given, the bundle needs {len(inputs)} "
+                              f"({', '.join(inputs)})", key="columns")
     # Timestamp column and rate come from the file, as for the agent's replay source with its defaults.
     source = ReplaySource(data, columns=chosen, rows=rows, rate_hz=rate_hz, pace="fast",
                           block_rows=REPLAY_BLOCK_ROWS)

@@ -101,6 +101,9 @@ def train(
     score: str = typer.Option(DEFAULTS["score"], "--score", help="Window score: mse or mae of the reconstruction."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Per-feature score weights w1,w2,... (default: "
         "equal)."),
+    features: str = typer.Option("raw", "--features", help="raw (the model reads the samples) or spectral (one "
+        "row of FFT band energies, RMS, kurtosis and crest factor per frame of samples; --window/--hop then count "
+        "frames; for vibration sampled at hundreds of Hz and up)."),
     seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for weights, shuffling and the baseline: same "
         "seed, same run."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own log lines (hidden by default: they "
@@ -128,6 +131,7 @@ def _run_train(opts: dict) -> None:
         weights=None if opts["weights"] is None else [float(w) for w in _numbers(opts["weights"], "weights", float)],
         model=opts["model"].strip().lower(), loss=opts["loss"].strip().lower(),
         score=opts["score"].strip().lower(), scaler=opts["scaler"].strip().lower(),
+        features=opts["features"].strip().lower(),
     )
     mod = load_extra("train", "train", "trainer.fit")
     run = mod.run_train(mod.TrainConfig(**cfg_kwargs, echo=typer.echo))

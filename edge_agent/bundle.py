@@ -32,6 +32,7 @@ from typing import Any
 from edge_agent import signing
 from edge_agent.core import Scaler, WindowSpec
 from edge_agent.core.scoring import ScoreFunction
+from edge_agent.core.spectral import RAW_KIND, SPECTRAL_KIND, SpectralSpec
 from edge_agent.errors import VigilInputError
 from edge_agent.manifest_checks import MAX_MANIFEST_BYTES, ManifestError, check_manifest, parse_manifest_json
 
@@ -97,6 +98,20 @@ class Bundle:
     @property
     def timestamp_column(self) -> str | None:
         return self.manifest.get("timestamp_column")
+
+    @property
+    def frontend(self) -> SpectralSpec | None:
+        """``manifest["frontend"]`` when spectral: the model's rows are frame features (None: raw samples)."""
+        section = self.manifest.get("frontend")
+        if not isinstance(section, dict) or section.get("kind", RAW_KIND) != SPECTRAL_KIND:
+            return None
+        return SpectralSpec.from_dict(section)
+
+    @property
+    def input_features(self) -> list[str]:
+        """The sensor columns the bundle reads: the front-end's inputs, else the model's features."""
+        spec = self.frontend
+        return list(self.features) if spec is None else list(spec.inputs)
 
     @property
     def detection(self) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_agent.core.scaler import SCALER_KINDS
 from edge_agent.core.scoring import ScoreFunction
+from edge_agent.core.spectral import FRONTEND_KINDS, MAX_BANDS, MAX_FRAME, MIN_FRAME, RAW_KIND, SpectralSpec
 from edge_agent.errors import VigilInputError
 
 MAX_MANIFEST_BYTES = 1 << 20
@@ -112,6 +113,39 @@ def check_manifest(manifest: Any) -> None:
             _string(manifest[key], key, MAX_NAME_CHARS)
     if manifest.get("sampling_rate_hz") is not None:
         _number(manifest["sampling_rate_hz"], "sampling_rate_hz", 0.0, MAX_SAMPLING_RATE_HZ, low_open=True)
+    if manifest.get("frontend") is not None:
+        _frontend(manifest["frontend"], features)
+
+
+def _frontend(section: Any, features: list[str]) -> None:
+    """``frontend``: absent or raw = the model reads samples; spectral = its features are frame features."""
+    if not isinstance(section, dict):
+        raise ManifestError("frontend", f"must be an object, not {_kind(section)}")
+    kind = section.get("kind", RAW_KIND)
+    if kind not in FRONTEND_KINDS:
+        raise ManifestError("frontend.kind", f"must be one of {', '.join(FRONTEND_KINDS)}, not {_short(kind)}")
+    if kind == RAW_KIND:
+        return
+    frame = _int(section, "frame", MIN_FRAME, MAX_FRAME, key="frontend.frame")
+    _int(section, "hop", 1, frame, key="frontend.hop")
+    _int(section, "bands", 1, min(MAX_BANDS, frame // 2), key="frontend.bands")
+    if not isinstance(section.get("normalise", False), bool):
+        raise ManifestError("frontend.normalise", f"must be true or false, not {_short(section['normalise'])}")
+    if section.get("window_function", "hann") != "hann":
+        raise ManifestError("frontend.window_function", f"must be hann, not {_short(section['window_function'])}")
+    if section.get("rate_hz") is not None:
+        _number(section["rate_hz"], "frontend.rate_hz", 0.0, MAX_SAMPLING_RATE_HZ, low_open=True)
+    inputs = _member(section, "inputs", "frontend.inputs")
+    if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_FEATURES:
+        raise ManifestError("frontend.inputs", f"must be a list of 1 to {MAX_FEATURES} names")
+    for i, name in enumerate(inputs):
+        _string(name, f"frontend.inputs[{i}]", MAX_NAME_CHARS)
+    if len(set(inputs)) != len(inputs):
+        raise ManifestError("frontend.inputs", "input names must be unique")
+    expected = SpectralSpec.from_dict(section).output_names
+    if features != expected:
+        raise ManifestError("features", f"must be the spectral front-end's {len(expected)} outputs "
+                                        f"({', '.join(expected[:3])}, ...), got {len(features)} names")
 
 
 def _features(manifest: dict[str, Any]) -> list[str]:

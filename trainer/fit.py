@@ -62,6 +62,7 @@ from trainer.prepare import (
 from trainer.run_meta import build_meta
 from trainer.rundir import RUN_JSON, RunInfo, read_run, write_run
 from trainer.skill import skill_ratio, skill_warning
+from trainer.spectral_train import finish_meta, spectral_input
 from trainer.split import split_train_rows
 from trainer.threshold import (
     ThresholdStrategy,
@@ -114,6 +115,8 @@ class TrainConfig:
     score: str = "mse"
     weights: list[float] | None = None
     seed: int = 0
+    features: str = "raw"  # raw samples, or spectral frame features (trainer.spectral_train)
+    frontend: dict[str, Any] | None = None  # spectral overrides: frame, hop, bands, normalise
     baseline_estimators: int = 100
     echo: Callable[[str], None] = field(default=print, repr=False)
 
@@ -127,6 +130,7 @@ def run_train(cfg: TrainConfig) -> RunInfo:
     out = _prepare_out(Path(cfg.out))
     cfg.echo(f"reading {cfg.data} ...")
     table = load_table(cfg.data, cfg.columns, cfg.train_rows, cfg.timestamp_column, min_rows=MIN_AUTO_WINDOW)
+    cfg, table, frontend, raw_table = spectral_input(cfg, table)  # spectral: from here on rows are frames
     _check_weights(cfg, table)
     fit_rows, heldout_rows = split_train_rows(table.values, cfg.validation_fraction)
     spec, window_note = _window_spec(cfg, table, fit_rows)
@@ -181,6 +185,7 @@ def run_train(cfg: TrainConfig) -> RunInfo:
         meta["model"]["aer"] = aer_section(model)
     meta["detection"] = detection_section(fit_rows, table.names, spec.window, spec.hop, table.sampling_rate_hz,
                                           skill_ratio=skill, smoothing=alpha, false_alarm=false_alarm_info(t_params))
+    finish_meta(meta, frontend, raw_table, out)
     write_run(out, meta, model, table.values)
     _plot(out, history, cfg, spec)
     cfg.echo(f"threshold {threshold:.6g} ({strategy.text}); baseline threshold {baseline.threshold:.6g}; "

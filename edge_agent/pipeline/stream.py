@@ -22,6 +22,7 @@ from edge_agent.bundle import Bundle
 from edge_agent.core import Ewma, WindowBuffer
 from edge_agent.health import LatencyRing
 from edge_agent.payload import alert_payload, sensor_fault_payload
+from edge_agent.pipeline.frontend import frontend_for
 from edge_agent.pipeline.localize import RowScorer, event_rows
 from edge_agent.pipeline.settings import PipelineSettings
 from edge_agent.pipeline.thresholds import ThresholdDecider, detection_settings, make_threshold
@@ -67,11 +68,13 @@ class StreamingPipeline:
         self.settings = settings
         self.scorer = scorer
         self.row = int(first_row)  # the next sample's stream row
-        self.quality = SampleQuality(bundle.n_features, valid_range=settings.valid_range,
+        self.frontend = frontend_for(bundle)  # samples -> the model's rows (raw: the samples; spectral: frames)
+        self.quality = SampleQuality(len(bundle.input_features), valid_range=settings.valid_range,
                                      policy=settings.quality_policy, rate_hz=rate_hz)
         self.buffer = WindowBuffer(bundle.spec, bundle.n_features)
         self.smoother = Ewma(settings.smoothing_alpha)
-        self.threshold: ThresholdDecider = make_threshold(bundle, settings, rate_hz)
+        model_rate = self.frontend.output_rate(rate_hz or bundle.sampling_rate_hz)  # rows/s the model sees
+        self.threshold: ThresholdDecider = make_threshold(bundle, settings, model_rate)
         self.detector = EventDetector(bundle.threshold, settings.policy)
         self.sensor_health = _make_sensor_health(bundle, settings, rate_hz)
         self.row_scorer = _make_row_scorer(bundle, settings)
@@ -100,7 +103,7 @@ class StreamingPipeline:
         self.samples += n
         out: list[tuple[int, int, dict[str, Any]]] = []  # (decision row, 0 anomaly / 1 sensor, payload)
         for run in self.quality.clean(block, first_row):
-            self._push_run(run, out)
+            self._push_run(self.frontend.apply(run), out)
         if self.sensor_health is not None:
             # The checks judge fixed chunks of samples; each chunk's verdict is placed at the chunk's
             # last row, so the order of anomaly and sensor events does not depend on read sizes.

@@ -156,3 +156,17 @@ def test_aer_needs_a_window_of_four(tmp_path: Path) -> None:
     np.savetxt(data, normal_rows(300, 1), delimiter=",", header="a", comments="")
     with pytest.raises(VigilInputError, match="at least 4"):
         run_train(TrainConfig(data=data, out=tmp_path / "run", window=3, model="aer", echo=lambda _m: None))
+
+
+def test_cli_model_aer_window_too_short_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vigil.cli.typer_app import app
+
+    data = tmp_path / "rows.csv"
+    np.savetxt(data, normal_rows(300, 1), delimiter=",", header="a", comments="")
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), "--model", "aer",
+                                      "--window", "3"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--model aer needs --window of at least 4" in lines[0]

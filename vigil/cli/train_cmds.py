@@ -56,8 +56,9 @@ def train(
     window: int = typer.Option(DEFAULTS["window"], "--window", help="Window length in rows."),
     hop: int = typer.Option(DEFAULTS["hop"], "--hop", help="Rows between the starts of consecutive windows (1 = score "
         "every row)."),
-    model: str = typer.Option(DEFAULTS["model"], "--model", help="lstm (LSTM autoencoder) or dense (faster for long "
-        "windows)."),
+    model: str = typer.Option(DEFAULTS["model"], "--model", help="lstm (LSTM autoencoder), dense (faster for long "
+        "windows) or aer (LSTM autoencoder with regression, Wong et al. 2022: reconstructs the window's inner rows, "
+        "predicts its first and last row, scores both halves; edge_agent/core/aer.py)."),
     units: str = typer.Option(DEFAULTS["units"], "--units", help="Encoder layer sizes, outermost first; the last is "
         "the code size."),
     loss: str = typer.Option(DEFAULTS["loss"], "--loss", help="Training loss: mse or mae."),

@@ -1,0 +1,190 @@
+"""Benchmark: the AER model option (``--model aer``) against today's autoencoder, published events.
+
+Same series as ``benchmarks/quality.py`` (``benchmarks/datasets.py``), no per-series tuning:
+
+1. Train AER with the trainer's defaults plus ``model="aer"`` (``--epochs N`` caps the epochs; early
+   stopping with the default patience applies either way) into ``.work/aer/runs/<series>/run`` and
+   convert it (``--quantize float32`` by default: the float bundle is what AER's score is; the
+   autoencoder's bundle is the ``auto`` choice of its quality run) to ``auto.vigil`` there.
+2. Score both models through the quality benchmark's own machinery (``quality.run_all`` with
+   ``--runs``: the published events of the streaming pipeline with the bundle's recommended policy, the
+   row-level baselines, and the ``--score-modes`` replays): the autoencoder from its cached runs in
+   ``.work/quality`` (read only, never retrained), AER from step 1, both in this one invocation with the
+   same evaluation code, into ``.work/aer/eval_<model>/``.
+3. ``results/aer.{json,md}``: per series and in total, event tp / fp / fn, precision, recall and F1 of
+   the published events (``float`` = Keras model, ``auto`` = the bundle on the device's interpreter).
+
+Run: ``.venv/bin/python -m benchmarks.aer`` (``--only NAME ...`` for a few series).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from benchmarks import quality
+from benchmarks.common import ROOT, log, md_table, write_results
+from benchmarks.datasets import all_series
+from benchmarks.reference import WORK
+
+COMMAND = ".venv/bin/python -m benchmarks.aer"
+AER_WORK = WORK / "aer"
+AER_RUNS = AER_WORK / "runs"
+AE_RUNS = WORK / "quality"  # the quality benchmark's trained autoencoders (read only)
+MODELS = {"autoencoder": AE_RUNS, "aer": AER_RUNS}
+SCORE_MODES = ["row"]  # the per-row localized score (issue 10, 8a), next to the window score that ships
+COMPARED = ("float", "auto", "float@row", "auto@row", "float_rows", "isolation_forest")
+
+
+def train_series(name: str, epochs: int | None, quantize: str) -> dict[str, Any]:
+    """Train and convert AER for one series (inside a worker process); the record of what happened."""
+    from benchmarks.reference import train_config
+    from converter.convert import ConvertConfig, run_convert
+    from trainer.fit import run_train
+    from trainer.rundir import read_run
+
+    series = {s.name: s for s in all_series(every_nab=True)}[name]
+    base = AER_RUNS / name
+    run_dir, bundle_path = base / "run", base / "auto.vigil"
+    started = time.perf_counter()
+    extra = {} if epochs is None else {"epochs": epochs}
+    cfg = train_config(series.path, run_dir, columns=series.columns, train_rows=series.train_rows,
+                       timestamp_column=series.timestamp_column, model="aer", echo=lambda _m: None, **extra)
+    run_train(cfg)
+    trained = time.perf_counter()
+    result = run_convert(ConvertConfig(run=run_dir, out=bundle_path, quantize=quantize, quiet=True))
+    if result.bundle_path is None:
+        raise RuntimeError(f"no mode survived conversion: {result.table}")
+    training = read_run(run_dir).training
+    return {"name": name, "mode": result.mode, "epochs_run": training.get("epochs_run"),
+            "skill_ratio": training.get("skill_ratio"),
+            "seconds": {"train": trained - started, "convert": time.perf_counter() - trained}}
+
+
+def train_worker(name: str, epochs: int | None, quantize: str) -> None:
+    path = AER_RUNS / name / "train.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        record = train_series(name, epochs, quantize)
+    except Exception as exc:  # a series the defaults cannot handle is a result
+        record = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+
+
+def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool) -> dict[str, Any]:
+    """Train the AER runs, ``jobs`` worker processes at a time (a run with its bundle is kept with ``reuse``)."""
+    todo = [n for n in names if not (reuse and (AER_RUNS / n / "auto.vigil").is_file()
+                                     and (AER_RUNS / n / "train.json").is_file())]
+    running: list[tuple[str, subprocess.Popen[bytes]]] = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            name = todo.pop(0)
+            log(f"train {name}")
+            cmd = [sys.executable, "-m", "benchmarks.aer", "--train-worker", name, "--quantize", quantize]
+            cmd += [] if epochs is None else ["--epochs", str(epochs)]
+            running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)))
+        time.sleep(1.0)
+        for item in list(running):
+            if item[1].poll() is not None:
+                running.remove(item)
+                log(f"trained {item[0]} (exit {item[1].returncode})")
+    records = {}
+    for name in names:
+        path = AER_RUNS / name / "train.json"
+        records[name] = json.loads(path.read_text()) if path.is_file() else {"name": name, "error": "worker died"}
+    return records
+
+
+def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Both models' quality results, through ``quality.run_all`` over their stored runs."""
+    out = {}
+    for model, runs in MODELS.items():
+        ok = [n for n in names if model != "aer" or "error" not in trained[n]]
+        log(f"evaluate {model} on {len(ok)} series")
+        work = AER_WORK / f"eval_{model}"
+        results = {r["name"]: r for r in quality.run_all(ok, None, jobs, True, False, work, runs, SCORE_MODES)}
+        out[model] = [results.get(n) or {"name": n, "error": trained[n].get("error", "not trained")} for n in names]
+    return out
+
+
+def comparison(names: list[str], results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Totals of each model over the series BOTH could be evaluated on (and over all of each)."""
+    both = [n for n in names if all("models" in r for r in (_by_name(results[m])[n] for m in MODELS))]
+    out: dict[str, Any] = {"series_both": both}
+    for model in MODELS:
+        rows = _by_name(results[model])
+        out[model] = {"both": quality.totals([rows[n] for n in both]), "all": quality.totals(results[model])}
+    return out
+
+
+def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in results}
+
+
+def render(data: dict[str, Any]) -> str:
+    comp = data["comparison"]
+    rows = []
+    for key in COMPARED:
+        for model in MODELS:
+            t = comp[model]["both"].get(key)
+            if t is None:
+                continue
+            rows.append((key, model, t["series"], t["tp"], t["fp"], t["fn"], t["precision"], t["recall"], t["f1"],
+                         t["macro_f1"]))
+    total = md_table(["scores", "model", "series", "tp", "fp", "fn", "precision", "recall", "F1 (micro)",
+                      "F1 (macro)"], rows)
+    per = []
+    ae, aer = _by_name(data["results"]["autoencoder"]), _by_name(data["results"]["aer"])
+    for name in data["names"]:
+        cells: list[Any] = [name, aer[name].get("window"), data["trained"][name].get("epochs_run"),
+                            ae[name].get("skill_ratio"), aer[name].get("skill_ratio")]
+        for key in ("float", "auto", "float@row"):
+            for r in (ae[name], aer[name]):
+                m = r.get("models", {}).get(key)
+                cells.append("failed" if m is None else f"{m['f1']:.2f} ({m['tp']}, {m['fp']}, {m['fn']})")
+        per.append(cells)
+    head = ["series", "window", "AER epochs", "AE skill", "AER skill"] + [
+        f"{k} {m} F1 (tp, fp, fn)" for k in ("float", "auto", "float@row") for m in ("AE", "AER")]
+    epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
+    notes = (f"AER: `TrainConfig` defaults with `model=\"aer\"` (epochs {epochs}), converted with `--quantize "
+             f"{data['quantize']}`; autoencoder: the quality benchmark's cached runs and `auto` bundles "
+             f"(`.work/quality`, trainer defaults). `float` / `auto` = published events (window score, the "
+             f"bundle's recommended policy); `@row` = the same replayed with per-row scores; `float_rows` = "
+             f"row-level score > static threshold. Totals over the {len(comp['series_both'])} series both "
+             f"models could be evaluated on. Wall time {data['seconds'] / 60:.1f} min "
+             f"({data['jobs']} jobs).")
+    return "\n\n".join([total, md_table(head, per), notes]) + "\n"
+
+
+def main(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool) -> None:
+    started = time.perf_counter()
+    trained = train_all(names, epochs, jobs, quantize, reuse)
+    results = evaluate_all(names, jobs, trained)
+    data = {"epochs": epochs, "jobs": jobs, "quantize": quantize, "names": names, "trained": trained,
+            "results": results, "comparison": comparison(names, results),
+            "seconds": time.perf_counter() - started}
+    write_results("aer" if len(names) == len(all_series()) else "aer_partial", data, render(data), COMMAND)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=None, help="cap AER's epochs (default: the trainer's)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--quantize", default="float32", help="AER bundle's converter --quantize (default float32)")
+    parser.add_argument("--reuse", action="store_true", help="keep AER runs already trained in .work/aer/runs")
+    parser.add_argument("--train-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_worker:
+        train_worker(args.train_worker, args.epochs, args.quantize)
+    else:
+        series = all_series()
+        chosen = [s for s in series if not args.only or s.name in args.only]
+        # longest training first, so the last jobs to finish are short ones
+        ordered = [s.name for s in sorted(chosen, key=lambda s: s.train_rows[0] - s.train_rows[1])]
+        main(ordered, args.epochs, args.jobs, args.quantize, args.reuse)

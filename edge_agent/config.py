@@ -33,6 +33,7 @@ from edge_agent.config_sections import (
     LogSection,
     MqttSection,
     QualitySection,
+    RolloutSection,
     SerialOptions,
     SinksSection,
     SourceOptions,
@@ -76,6 +77,8 @@ class AgentConfig:
     sinks: SinksSection
     health: HealthSection
     log: LogSection
+    rollout: RolloutSection = field(default_factory=lambda: build_section(
+        "rollout", {k: spec.default for k, spec in SCHEMA["rollout"].items()}))
     bundle: Bundle | None = field(default=None, repr=False, compare=False)
     _values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 

@@ -135,6 +135,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "log": {
         "level": Key("str", "info", "log level", choices=("debug", "info", "warning", "error")),
     },
+    "rollout": {
+        "enabled": Key("bool", True, "accept `vigil deploy` and `vigil policy` commands on <prefix>/cmd/deploy and "
+                       "<prefix>/cmd/policy (needs [mqtt] host; a deploy also needs bundle.trusted_keys)"),
+        "probation_windows": Key("int", 500, "windows a deployed bundle must score within bounds before it becomes "
+                                 "active (else the agent rolls back)", low=1, high=10_000_000),
+        "probation_timeout_s": Key("float", 3600.0, "roll back when the probation windows are not scored within "
+                                   "this long", low=1.0, high=30 * 86400.0),
+        "max_alarm_fraction": Key("float", UNSET, "most windows above the threshold a probation allows; unset = "
+                                  "derived from the bundle's threshold statistics", low=0.0, high=1.0,
+                                  low_open=True, unset="from the bundle's training statistics"),
+        "session_expiry_s": Key("int", 604800, "how long the broker queues commands for this device while it is "
+                                "offline (persistent session of the command connection)", low=0, high=4294967295),
+    },
 }
 
 # --------------------------------------------------------------------------- [source], per kind
@@ -216,7 +229,7 @@ SOURCE_SCHEMA: dict[str, dict[str, Key]] = {
 KINDS = tuple(SOURCE_SCHEMA)
 #: Order of the sections in the effective config and in the README.
 SECTION_ORDER = ("device", "bundle", "source", "quality", "alerts", "mqtt", "mqtt.tls", "spool",
-                 "sinks", "health", "log")
+                 "sinks", "health", "log", "rollout")
 
 
 # --------------------------------------------------------------------------- TOML text

@@ -135,6 +135,17 @@ class LogSection:
     level: str
 
 
+@dataclass(frozen=True)
+class RolloutSection:
+    """``[rollout]``: remote deploys and policy (edge_agent.rollout)."""
+
+    enabled: bool
+    probation_windows: int
+    probation_timeout_s: float
+    max_alarm_fraction: float | None
+    session_expiry_s: int
+
+
 # --------------------------------------------------------------------------- [source] per kind
 
 
@@ -232,7 +243,7 @@ SOURCE_OPTION_CLASSES: dict[str, type[Any]] = {
 SECTION_CLASSES: dict[str, type[Any]] = {
     "device": DeviceSection, "bundle": BundleSection, "quality": QualitySection, "alerts": AlertsSection,
     "mqtt": MqttSection, "mqtt.tls": TlsSection, "spool": SpoolSection, "sinks": SinksSection,
-    "health": HealthSection, "log": LogSection,
+    "health": HealthSection, "log": LogSection, "rollout": RolloutSection,
 }
 
 

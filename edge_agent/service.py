@@ -73,6 +73,7 @@ class AgentService:
         self._next_open = 0.0
         self._read_exceptions = 0
         self.pipeline: StreamingPipeline | None = None  # built when the source opens (its rate is known then)
+        self.rollout: Any = None  # edge_agent.rollout.controller.RolloutController, set up in _setup
 
     # ------------------------------------------------------------------ public
 
@@ -101,11 +102,19 @@ class AgentService:
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
+        from edge_agent.rollout.controller import RolloutController
         from edge_agent.runtime import Scorer
 
+        # Deploy/policy commands (None without a broker or with [rollout] enabled = false); the remote
+        # policy and a deployed bundle stored on the device replace the config file's.
+        self.rollout = RolloutController.create(self.config)
+        if self.rollout is not None:
+            self.config = self.rollout.startup_config()
         cfg = self.config
         # cast for mypy only: a None path (config loaded with check_bundle=False) still fails in load_bundle.
         self.bundle: Bundle = cfg.bundle or load_bundle(cast(Path, cfg.bundle_section.path))
+        if self.rollout is not None:
+            self.bundle = self.rollout.startup_bundle(self.bundle)
         self.scorer = Scorer(self.bundle, num_threads=cfg.bundle_section.num_threads)
         self.settings = PipelineSettings.from_config(cfg, self.bundle)
         self.source = make_configured_source(cfg, self.bundle)
@@ -113,6 +122,8 @@ class AgentService:
         self.events = OpenEventState(_state_path(cfg))
         self.sink: FanoutSink = build_sink(cfg)
         self.sink.start()
+        if self.rollout is not None:
+            self.rollout.start(self)
 
     def _close_leftover_events(self) -> None:
         """Close, with ``agent_restarted``, the events a killed previous run left open."""
@@ -179,6 +190,8 @@ class AgentService:
         next_health = time.monotonic() + interval
         while not self._stop.is_set():
             self.notifier.watchdog()
+            if self.rollout is not None:
+                self.rollout.poll()  # commands and probation verdicts, between blocks
             if interval > 0 and time.monotonic() >= next_health:
                 self._publish_health()
                 next_health = time.monotonic() + interval
@@ -199,8 +212,35 @@ class AgentService:
                 break
             if len(block):
                 assert self.pipeline is not None  # built when the source opened
-                for payload in self.pipeline.process(block):
+                try:
+                    payloads = self.pipeline.process(block)
+                except Exception as exc:  # a bundle on probation that cannot score is rolled back, not fatal
+                    if self.rollout is None or not self.rollout.scoring_failed(exc):
+                        raise
+                    continue
+                for payload in payloads:
                     self._publish(payload)
+
+    def install(self, bundle: Bundle, scorer: Any, config: AgentConfig | None = None) -> None:
+        """Swap bundle, scorer and/or ``[alerts]`` between blocks, without a restart (edge_agent.rollout).
+
+        An open event closes with ``close_reason`` ``model_changed`` (its detection ends here); the new
+        pipeline continues the stream's row numbers.
+        """
+        if self.pipeline is not None:
+            for payload in self.pipeline.finish(CloseReason.MODEL_CHANGED):
+                self._publish(payload)
+        self.config = config or self.config
+        self.bundle, self.scorer = bundle, scorer
+        self.settings = PipelineSettings.from_config(self.config, bundle)
+        self.health.model_id = bundle.model_id
+        if self.pipeline is not None:
+            self.pipeline = StreamingPipeline(bundle, self.settings, scorer=scorer,
+                                              rate_hz=self.source.sampling_rate_hz, first_row=self.pipeline.row)
+        addons = getattr(self, "addons", None)
+        if addons is not None:
+            addons.on_bundle(bundle)
+        log.info("now scoring with %s (threshold %.6g)", bundle.model_id, bundle.threshold)
 
     def _publish(self, payload: dict[str, Any], note: str = "") -> None:
         """Record the event's state, log one line, hand the payload to every sink."""
@@ -246,6 +286,8 @@ class AgentService:
         if float(self.config.health.interval_s) > 0:
             _quietly(self._publish_health, "final health")
         self._drain(float(self.config.mqtt.drain_timeout_s))
+        if self.rollout is not None:
+            _quietly(self.rollout.stop, "rollout stop")
         self.sink.stop()
         samples = self.pipeline.samples if self.pipeline is not None else 0
         windows = self.pipeline.windows_scored if self.pipeline is not None else 0

@@ -116,6 +116,7 @@ class MqttConnection:
         client_factory: ClientFactory | None = None,
         max_inflight: int = 20,
         stable_after_s: float = C.BACKOFF_RESET_AFTER_S,
+        connect_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.stable_after_s = float(stable_after_s)
@@ -128,6 +129,8 @@ class MqttConnection:
         self._cb_subscribed = on_subscribed
         self._factory = client_factory or make_paho_client
         self._max_inflight = max_inflight
+        # Extra paho connect() arguments: the command channel's persistent session (edge_agent.rollout.channel).
+        self._connect_options = dict(connect_options or {})
         self._ssl = settings.tls.ssl_context() if settings.tls is not None else None
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._lock = threading.Lock()
@@ -243,7 +246,8 @@ class MqttConnection:
         self._session_connected = False
         self._session_failed = False
         try:
-            client.connect(self.settings.host, self.settings.resolved_port, keepalive=self.settings.keepalive)
+            client.connect(self.settings.host, self.settings.resolved_port, keepalive=self.settings.keepalive,
+                           **self._connect_options)
         except Exception as exc:
             self._fail(reason.describe_exception(exc, self.settings.host, self.settings.resolved_port))
             return

@@ -16,9 +16,11 @@ from vigil.cli import (
     alerts_cmds,
     convert_cmds,
     demo_cmds,
+    deploy_cmds,
     evaluate_cmds,
     keys_cmds,
     package_cmds,
+    policy_cmds,
     score_cmds,
     train_cmds,
 )
@@ -32,6 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for group in (train_cmds, evaluate_cmds, convert_cmds, score_cmds, package_cmds, alerts_cmds, demo_cmds, keys_cmds):
+    group.register(app)
+for group in (deploy_cmds, policy_cmds):  # fleet rollout over MQTT (edge_agent.rollout)
     group.register(app)
 
 

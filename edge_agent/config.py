@@ -28,9 +28,12 @@ from edge_agent.config_schema import SCHEMA, render_config
 from edge_agent.config_sections import (
     AlertsSection,
     BundleSection,
+    CapturesSection,
     DeviceSection,
     HealthSection,
+    HomeAssistantSection,
     LogSection,
+    MetricsSection,
     MqttSection,
     QualitySection,
     RolloutSection,
@@ -79,6 +82,9 @@ class AgentConfig:
     log: LogSection
     rollout: RolloutSection = field(default_factory=lambda: build_section(
         "rollout", {k: spec.default for k, spec in SCHEMA["rollout"].items()}))
+    homeassistant: HomeAssistantSection = field(default_factory=lambda: _default_section("homeassistant"))
+    metrics: MetricsSection = field(default_factory=lambda: _default_section("metrics"))
+    captures: CapturesSection = field(default_factory=lambda: _default_section("captures"))
     bundle: Bundle | None = field(default=None, repr=False, compare=False)
     _values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -124,6 +130,11 @@ class AgentConfig:
         rate = f"{b.sampling_rate_hz:g} Hz" if b.sampling_rate_hz else "rate unknown"
         return [(f"bundle: model {b.model_id}, features {', '.join(b.features)}, {rate}, window {b.spec.window}, "
                  f"hop {b.spec.hop}, threshold {b.threshold:.6g}, quantization {b.quantization}")]
+
+
+def _default_section(name: str) -> Any:
+    """A section with every key at its default (for an AgentConfig built without that table)."""
+    return build_section(name, {k: spec.default for k, spec in SCHEMA[name].items()})
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything near this is not one

@@ -148,6 +148,36 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "session_expiry_s": Key("int", 604800, "how long the broker queues commands for this device while it is "
                                 "offline (persistent session of the command connection)", low=0, high=4294967295),
     },
+    "homeassistant": {
+        "enabled": Key("bool", False, "publish Home Assistant MQTT discovery configs (retained) and a retained "
+                       "<prefix>/state topic for them (needs [mqtt] host)"),
+        "discovery_prefix": Key("str", "homeassistant", "Home Assistant's discovery prefix"),
+        "node_id": Key("str", "", "node id in the discovery topics and unique ids; empty = vigil_<device.id>"),
+        "device_name": Key("str", "", "device name shown in Home Assistant; empty = device.id"),
+    },
+    "metrics": {
+        "mode": Key("str", "off", "Prometheus metrics from each health message: textfile (node_exporter textfile "
+                    "collector, atomic writes; no extra memory), http (GET /metrics, ~0.9 MB more RSS) or off",
+                    choices=("off", "textfile", "http")),
+        "textfile": Key("path", "", "file for mode = textfile; empty = vigil.prom beside the spool"),
+        "http_host": Key("str", "127.0.0.1", "address the /metrics endpoint listens on (mode = http)"),
+        "http_port": Key("int", 9847, "port of the /metrics endpoint (mode = http)", low=1, high=65535),
+    },
+    "captures": {
+        "enabled": Key("bool", False, "keep a ring of raw samples and write the rows around each alert "
+                       "(NPY + JSON sidecar) for retraining"),
+        "path": Key("path", "", "capture directory; empty = captures/ beside the spool"),
+        "before_s": Key("float", 10.0, "seconds of rows kept before an event's first row", low=0.0, high=86400.0),
+        "after_s": Key("float", 5.0, "seconds of rows kept after the row the event opened on", low=0.0,
+                       high=86400.0),
+        "max_rows": Key("int", 200_000, "most rows the ring (and so one capture) holds", low=16, high=50_000_000),
+        "max_count": Key("int", 100, "most captures kept; the oldest are dropped (and counted)", low=1,
+                         high=1_000_000),
+        "max_bytes": Key("int", 100_000_000, "most bytes the capture directory holds; the oldest are dropped",
+                         low=1024, high=1 << 40),
+        "mqtt_pull": Key("bool", True, "answer `vigil captures pull` on <prefix>/captures/request (needs [mqtt] "
+                         "host)"),
+    },
 }
 
 # --------------------------------------------------------------------------- [source], per kind
@@ -229,7 +259,7 @@ SOURCE_SCHEMA: dict[str, dict[str, Key]] = {
 KINDS = tuple(SOURCE_SCHEMA)
 #: Order of the sections in the effective config and in the README.
 SECTION_ORDER = ("device", "bundle", "source", "quality", "alerts", "mqtt", "mqtt.tls", "spool",
-                 "sinks", "health", "log", "rollout")
+                 "sinks", "health", "log", "rollout", "homeassistant", "metrics", "captures")
 
 
 # --------------------------------------------------------------------------- TOML text

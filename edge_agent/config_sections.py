@@ -146,6 +146,39 @@ class RolloutSection:
     session_expiry_s: int
 
 
+@dataclass(frozen=True)
+class HomeAssistantSection:
+    """``[homeassistant]``: MQTT discovery (edge_agent.homeassistant)."""
+
+    enabled: bool
+    discovery_prefix: str
+    node_id: str
+    device_name: str
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """``[metrics]``: Prometheus exposition of the health counters (edge_agent.metrics)."""
+
+    mode: str
+    textfile: Path | None
+    http_host: str
+    http_port: int
+
+
+@dataclass(frozen=True)
+class CapturesSection:
+    """``[captures]``: raw rows around each alert (edge_agent.captures)."""
+
+    enabled: bool
+    path: Path | None
+    before_s: float
+    after_s: float
+    max_rows: int
+    max_count: int
+    max_bytes: int
+    mqtt_pull: bool
+
 # --------------------------------------------------------------------------- [source] per kind
 
 
@@ -244,6 +277,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "device": DeviceSection, "bundle": BundleSection, "quality": QualitySection, "alerts": AlertsSection,
     "mqtt": MqttSection, "mqtt.tls": TlsSection, "spool": SpoolSection, "sinks": SinksSection,
     "health": HealthSection, "log": LogSection, "rollout": RolloutSection,
+    "homeassistant": HomeAssistantSection, "metrics": MetricsSection, "captures": CapturesSection,
 }
 
 

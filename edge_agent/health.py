@@ -65,7 +65,9 @@ class HealthTracker:
         sink: dict[str, int],
         event_open: bool,
         now: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One health message; ``extra`` (the add-ons' fields: captures, addons, last_score) is merged in."""
         now = time.monotonic() if now is None else now
         quality: dict[str, int] = pipeline.get("quality", {})
         samples = int(pipeline.get("samples", 0))
@@ -99,4 +101,5 @@ class HealthTracker:
         }
         if "sensor_health" in pipeline:
             out["sensor_health"] = pipeline["sensor_health"]
+        out.update(extra or {})
         return out

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+from edge_agent.addons import AgentAddons
 from edge_agent.alerts import CloseReason
 from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.config import AgentConfig, compare_features, feature_key, make_configured_source
@@ -124,6 +125,8 @@ class AgentService:
         self.sink.start()
         if self.rollout is not None:
             self.rollout.start(self)
+        self.addons = AgentAddons(cfg, self.bundle)  # HA discovery, metrics, captures: off unless configured
+        self.addons.start()
 
     def _close_leftover_events(self) -> None:
         """Close, with ``agent_restarted``, the events a killed previous run left open."""
@@ -212,6 +215,7 @@ class AgentService:
                 break
             if len(block):
                 assert self.pipeline is not None  # built when the source opened
+                self.addons.on_block(block, self.pipeline.row)
                 try:
                     payloads = self.pipeline.process(block)
                 except Exception as exc:  # a bundle on probation that cannot score is rolled back, not fatal
@@ -253,6 +257,7 @@ class AgentService:
                  top or "-", f" ({payload['close_reason']})" if payload.get("close_reason") else "", note)
         self.sink.publish_alert(payload)
         self.health.alerts_published += 1
+        self.addons.on_alert(payload)
 
     def _publish_health(self) -> None:
         source = {**self.source.stats.as_dict(), "open_failures": self._open_failures,
@@ -265,7 +270,9 @@ class AgentService:
             pipeline=pipeline,
             sink=self.sink.stats(),
             event_open=self.pipeline is not None and self.pipeline.event_open,
+            extra=self.addons.health_fields(self.pipeline),
         )
+        self.addons.on_health(payload)
         log.debug("health %s", payload)
         self.sink.publish_health(payload)
 
@@ -288,6 +295,7 @@ class AgentService:
         self._drain(float(self.config.mqtt.drain_timeout_s))
         if self.rollout is not None:
             _quietly(self.rollout.stop, "rollout stop")
+        self.addons.stop()
         self.sink.stop()
         samples = self.pipeline.samples if self.pipeline is not None else 0
         windows = self.pipeline.windows_scored if self.pipeline is not None else 0

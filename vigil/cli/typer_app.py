@@ -14,6 +14,7 @@ import typer
 
 from vigil.cli import (
     alerts_cmds,
+    captures_cmds,
     convert_cmds,
     demo_cmds,
     deploy_cmds,
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 for group in (train_cmds, evaluate_cmds, convert_cmds, score_cmds, package_cmds, alerts_cmds, demo_cmds, keys_cmds):
     group.register(app)
+captures_cmds.register(app)  # vigil captures pull (edge_agent.capture_protocol)
 for group in (deploy_cmds, policy_cmds):  # fleet rollout over MQTT (edge_agent.rollout)
     group.register(app)
 

@@ -1,0 +1,160 @@
+"""Home Assistant discovery against a real mosquitto: retained, well-formed configs, a retained state."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge_agent.homeassistant import ENTITIES, Discovery, HaState, node_id_for
+from tests.broker import MosquittoBroker, require_mosquitto
+from tests.test_agent_broker import mqtt_section, start_agent, stop
+from tests.test_agent_service import agent_toml, write_anomalous_csv
+
+DEVICE = "test-dev"
+REQUIRED = ("name", "unique_id", "state_topic", "value_template", "availability", "device")
+
+
+class Recorder:
+    """Subscribes to ``filters``; keeps (topic, payload, retained) in arrival order."""
+
+    def __init__(self, port: int, *filters: str) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ha-test-{uuid.uuid4().hex[:8]}")
+        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def _on_message(self, _c, _u, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[tuple[str, bytes, bool]]:
+        with self._lock:
+            return [m for m in self.messages if m[0].endswith(suffix)]
+
+    def wait(self, condition, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A started anonymous mosquitto (like tests.broker's ``broker`` fixture, under a name ruff accepts here)."""
+    require_mosquitto()
+    with MosquittoBroker(tmp_path / "mosquitto") as started:
+        yield started
+
+
+def template_keys(template: str) -> set[str]:
+    return set(re.findall(r"value_json\.(\w+)", template))
+
+
+def check_config(topic: str, config: dict, state_keys: set[str]) -> None:
+    component, node, object_id = topic.split("/")[1:4]
+    assert topic == f"homeassistant/{component}/{node}/{object_id}/config"
+    assert component in ("binary_sensor", "sensor") and node == node_id_for(DEVICE)
+    for key in REQUIRED:
+        assert config.get(key), (topic, key)
+    assert config["state_topic"] == f"vigil/{DEVICE}/state"
+    assert template_keys(config["value_template"]) <= state_keys, config["value_template"]
+    (avail,) = config["availability"]
+    assert avail["topic"] == f"vigil/{DEVICE}/status" and avail["payload_available"] == "online"
+    assert avail["payload_not_available"] == "offline" and "value_template" in avail
+    device = config["device"]
+    assert device["identifiers"] == [node] and device["name"] == DEVICE and device["sw_version"]
+    assert device["model_id"] == device["sw_version"] and device["manufacturer"] == "vigil-edge"
+    if component == "binary_sensor":
+        assert config["payload_on"] == "ON" and config["payload_off"] == "OFF"
+
+
+def test_discovery_payloads_and_state_without_a_broker() -> None:
+    discovery = Discovery("homeassistant", "vigil/d1", "d1", node_id_for("d1"), "d1", "model-abc")
+    messages = discovery.messages()
+    state = HaState()
+    keys = set(json.loads(state.payload()))
+    assert len({json.loads(p)["unique_id"] for _, p in messages}) == len(ENTITIES) == len(messages)
+    for _topic, payload in messages:
+        config = json.loads(payload)
+        assert template_keys(config["value_template"]) <= keys and config["device"]["model_id"] == "model-abc"
+    assert all(p == "" for _, p in discovery.removal_messages())
+    assert node_id_for("a.b c") == "vigil_a_b_c"
+    state.on_alert({"event_id": "e1", "phase": "open", "threshold": 0.5})
+    state.on_alert({"event_id": "f1", "phase": "open", "fault": "stuck"})
+    assert json.loads(state.payload())["anomaly"] == "ON" and json.loads(state.payload())["sensor_fault"] == "ON"
+    state.on_alert({"event_id": "e1", "phase": "close"})
+    state.on_health({"event_open": False, "threshold": {"value": 0.7}, "scoring_latency_ms": {"p50": 0.2},
+                     "spool_depth": 4}, 0.31)
+    now = json.loads(state.payload())
+    assert now == {"anomaly": "OFF", "event_id": None, "sensor_fault": "ON", "score": 0.31, "threshold": 0.7,
+                   "scoring_latency_ms": 0.2, "spool_depth": 4}
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_discovery_is_retained_well_formed_and_state_follows_events(tmp_path: Path, tiny_bundle_3f: Path,
+                                                                   mosquitto: MosquittoBroker) -> None:
+    write_anomalous_csv(tmp_path / "data.csv")
+    config = agent_toml(tmp_path, tiny_bundle_3f,
+                        source='kind = "replay"\npath = "data.csv"\npace = "realtime"\nrate_hz = 100.0\n'
+                               'speed = 4.0\nloop = true\n',
+                        sections=mqtt_section(mosquitto.port, "[health]\ninterval_s = 0.2\n[homeassistant]\n"
+                                                           "enabled = true\n"))
+    live = Recorder(mosquitto.port, f"vigil/{DEVICE}/state")
+    proc = start_agent(config, tmp_path / "agent.log")
+    try:
+        assert live.wait(lambda: {json.loads(p)["anomaly"] for _, p, _ in live.on("/state")} >= {"ON", "OFF"},
+                         timeout=60), (tmp_path / "agent.log").read_text()
+        # A subscriber arriving later (HA after its restart) gets configs and state from the broker's retained copies.
+        late = Recorder(mosquitto.port, "homeassistant/#", f"vigil/{DEVICE}/state", f"vigil/{DEVICE}/status")
+        try:
+            assert late.wait(lambda: len(late.on("/config")) == len(ENTITIES) and late.on("/state"))
+            configs = late.on("/config")
+            assert all(retained for _, _, retained in configs) and late.on("/state")[0][2]  # the broker's copies
+            state = json.loads(late.on("/state")[-1][1])
+            assert set(state) >= {"anomaly", "sensor_fault", "score", "threshold", "scoring_latency_ms",
+                                  "spool_depth"}
+            parsed = {topic: json.loads(payload) for topic, payload, _ in configs}
+            for topic, cfg in parsed.items():
+                check_config(topic, cfg, set(state))
+            assert len({c["unique_id"] for c in parsed.values()}) == len(ENTITIES)
+            assert late.wait(lambda: isinstance(json.loads(late.on("/state")[-1][1])["score"], float))
+            assert late.on("/status")[0][1] == b"online"
+            # HA's birth message: the agent publishes its configs again.
+            before = len(late.on("/config"))
+            late.client.publish("homeassistant/status", "online", qos=1)
+            assert late.wait(lambda: len(late.on("/config")) >= before + len(ENTITIES))
+        finally:
+            late.close()
+        assert stop(proc, signal.SIGTERM) == 0, (tmp_path / "agent.log").read_text()
+    finally:
+        live.close()
+        if proc.poll() is None:
+            proc.kill()
+    after = Recorder(mosquitto.port, f"vigil/{DEVICE}/state", f"vigil/{DEVICE}/status")
+    try:  # after a clean stop: unavailable, and the event was closed
+        assert after.wait(lambda: after.on("/status") and after.on("/state"))
+        assert after.on("/status")[-1][1] == b"offline"
+        assert json.loads(after.on("/state")[-1][1])["anomaly"] == "OFF"
+    finally:
+        after.close()

@@ -17,7 +17,7 @@ from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.sink import MqttSink
 from edge_agent.spool import AlertSpool
 from tests.broker import MosquittoBroker, broker, free_port, require_mosquitto  # noqa: F401 (fixture)
-from tests.test_mqtt_sink import FAST, make_alert
+from tests.test_mqtt_sink import FAST, make_alert, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 VIGIL = [sys.executable, "-c", "from vigil.cli import main; main()"]
@@ -152,3 +152,50 @@ def test_alert_check_accepts_what_the_agent_publishes_and_names_the_first_proble
         parse_alert(json.dumps({**good, "extra": 1}).encode())
     with pytest.raises(ValueError, match=r"\$.seq: must be integer"):
         parse_alert(json.dumps({**good, "seq": True}).encode())
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.broker
+def test_shared_subscription_splits_the_alerts_between_consumers(broker: MosquittoBroker, tmp_path: Path) -> None:
+    n_alerts = 30
+    outs = {name: tmp_path / f"{name}.jsonl" for name in ("a", "b", "all")}
+    procs = {name: run_alerts("--host", broker.host, "--port", str(broker.port), "--out", str(out), "--timeout", "90",
+                              *(["--share", "workers"] if name != "all" else []))
+             for name, out in outs.items()}
+    try:
+        for name, proc in procs.items():
+            assert proc.stderr is not None
+            ready = proc.stderr.readline()
+            expected = "vigil/+/alert" if name == "all" else "$share/workers/vigil/+/alert"
+            assert f"listening on {expected} " in ready, ready
+        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, **FAST), "dev1",
+                        AlertSpool(tmp_path / "spool.db"))
+        sink.start()
+        try:
+            for i in range(n_alerts):
+                sink.publish_alert(make_alert(i))
+            assert sink.wait_idle(30) and sink.stats()["spool_depth"] == 0
+        finally:
+            sink.stop()
+        wait_for(lambda: len(_read_jsonl(outs["all"])) == n_alerts
+                 and len(_read_jsonl(outs["a"])) + len(_read_jsonl(outs["b"])) >= n_alerts,
+                 timeout=30, what="every alert at the consumers")
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.communicate(timeout=30)
+    seqs = {name: [a["seq"] for a in _read_jsonl(out)] for name, out in outs.items()}
+    everything = sorted(seqs["all"])
+    assert everything == list(range(1, n_alerts + 1))
+    # Each alert went to exactly one member of the group, and both members got some.
+    assert seqs["a"] and seqs["b"] and not set(seqs["a"]) & set(seqs["b"])
+    assert sorted(seqs["a"] + seqs["b"]) == everything
+
+
+def test_share_group_must_be_one_topic_level() -> None:
+    proc = run_alerts("--host", "127.0.0.1", "--port", str(free_port()), "--share", "a/b", "--timeout", "1")
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and len(stderr.strip().splitlines()) == 1 and "--share" in stderr, stderr

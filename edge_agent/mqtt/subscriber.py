@@ -5,6 +5,13 @@ and re-subscribes after every reconnect. Messages are queued for the caller's
 thread (:meth:`AlertSubscriber.get`). Alerts are at-least-once, so duplicates
 (same ``device_id``, ``event_id``, ``phase``, ``seq``) are dropped here.
 
+With ``share=GROUP`` the alert filter becomes the MQTT 5 shared subscription
+``$share/GROUP/<filter>``: the broker hands each alert to one member of the group, so several
+consumers (on several machines, through a broker cluster) split the stream. Status stays a plain
+subscription (every consumer sees who is online; brokers send no retained messages to shared
+subscriptions). Duplicates are dropped per consumer: a re-send may reach another member, so what
+consumers write downstream should be idempotent on (device_id, event_id, phase, seq).
+
 Any message on an alert topic that is not a valid alert (not UTF-8, not JSON,
 too large or too deep, or not matching ``alert.schema.json``; see
 :mod:`edge_agent.mqtt.alert_check`) is counted in ``invalid`` and handed over
@@ -21,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent.config_values import check_topic_level
 from edge_agent.mqtt import constants as C
 from edge_agent.mqtt.alert_check import parse_alert
 from edge_agent.mqtt.connection import ClientFactory, MqttConnection
@@ -67,6 +75,15 @@ def topic_filters(root: str = C.DEFAULT_ROOT_PREFIX, device: str | None = None) 
     return f"{root}/{middle}/{C.ALERT_TOPIC}", f"{root}/{middle}/{C.STATUS_TOPIC}"
 
 
+SHARE_PREFIX = "$share"
+
+
+def shared_filter(group: str, topic_filter: str, key: str = "--share") -> str:
+    """``$share/GROUP/<filter>``; the group is one topic level without wildcards."""
+    check_topic_level(group, key)
+    return f"{SHARE_PREFIX}/{group}/{topic_filter}"
+
+
 class AlertSubscriber:
     def __init__(
         self,
@@ -74,9 +91,12 @@ class AlertSubscriber:
         *,
         root: str = C.DEFAULT_ROOT_PREFIX,
         device: str | None = None,
+        share: str | None = None,
         client_factory: ClientFactory | None = None,
     ) -> None:
         self.alert_filter, self.status_filter = topic_filters(root, device)
+        if share is not None:
+            self.alert_filter = shared_filter(share, self.alert_filter)
         client_id = settings.client_id or f"vigil-alerts-{uuid.uuid4().hex[:12]}"
         self._queue: queue.Queue[Received] = queue.Queue()
         self._dedupe = Deduper()

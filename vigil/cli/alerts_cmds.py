@@ -33,7 +33,10 @@ def alerts(
     cert: Optional[Path] = typer.Option(None, "--cert", help="Client certificate for mutual TLS; enables TLS."),
     key: Optional[Path] = typer.Option(None, "--key", help="Client key for --cert."),
     tls: bool = typer.Option(False, "--tls", help="Use TLS with the system CA store."),
-    protocol: str = typer.Option("3.1.1", "--protocol", help="MQTT protocol: 3.1.1 or 5."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="MQTT protocol: 3.1.1 or 5 (default 3.1.1, "
+        "5 with --share)."),
+    share: Optional[str] = typer.Option(None, "--share", help="Join shared subscription GROUP ($share/GROUP/...): "
+        "the consumers of one group split the alerts between them (MQTT 5; run one per process/machine)."),
     as_json: bool = typer.Option(False, "--json", help="Print the alert JSON instead of a summary line."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Exit 0 after this many alerts."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.0, help="Stop after S seconds (exit 1 if --count "
@@ -52,11 +55,12 @@ def alerts(
             ca_file=str(ca) if ca else None, cert_file=str(cert) if cert else None, key_file=str(key) if key else None
         )
     settings = MqttSettings(
-        host=host, port=port, username=username, password=password, tls=tls_settings, protocol=protocol,
+        host=host, port=port, username=username, password=password, tls=tls_settings,
+        protocol=protocol or ("5" if share else "3.1.1"),
         reconnect_min_s=0.5, reconnect_max_s=10.0,
     )
     sink = _open_out(out)
-    sub = subscriber_mod.AlertSubscriber(settings, root=prefix, device=device)
+    sub = subscriber_mod.AlertSubscriber(settings, root=prefix, device=device, share=share)
     sub.start()
     try:
         received = _watch(sub, sink, as_json=as_json, count=count, timeout=timeout)

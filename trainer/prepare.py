@@ -142,3 +142,73 @@ def choose_window(requested: int, hop: int, n_rows: int, validation_fraction: fl
         return requested, None  # the split check reports what is needed
     window, period = auto_window(fit_values(), upper)
     return window, {"requested": requested, "chosen": window, "dominant_period": period, "largest_possible": upper}
+
+
+# --------------------------------------------------------------------------- --extra-normal
+
+EXTRA_NORMAL_FILE = "training_data.csv"
+
+
+def with_extra_normal(opts: dict[str, Any], captures: list[Any], folder: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(train options, run.json note): DATA's training rows with the rows of captures marked normal put first.
+
+    Writes ``folder/training_data.csv`` (the captures' rows, then the selected
+    rows of DATA; a regular ``timestamp`` column at DATA's rate when it has
+    one) and returns options that train on that file, so the trainer needs no
+    change: the held-out tail (early stopping, threshold) stays DATA's own
+    tail, the captures only add fitted rows. The few windows across each join
+    see a jump; ``--clean auto`` drops those that stand out.
+    """
+    from pathlib import Path
+
+    from edge_agent.captures import read_capture
+    from edge_agent.readers import load_table
+
+    if opts.get("labels") is not None:
+        raise VigilInputError("--extra-normal cannot be combined with --labels (the rows are renumbered)",
+                              key="extra-normal")
+    table = load_table(opts["data"], opts["columns"], opts["train_rows"], opts["timestamp_column"])
+    pieces, used = [], []
+    for path in _capture_files(captures):
+        values, side = read_capture(path)
+        if list(side["features"]) != list(table.names) and not _positional(table.names, len(side["features"])):
+            raise VigilInputError(f"capture features {', '.join(side['features'])} differ from the training columns "
+                                  f"{', '.join(table.names)}", file=str(path), key="extra-normal")
+        pieces.append(np.asarray(values, dtype=np.float64))
+        used.append(str(path))
+    rows = np.concatenate([*pieces, table.values]) if pieces else table.values
+    out = Path(folder) / EXTRA_NORMAL_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rate = table.sampling_rate_hz
+    header = ",".join(table.names)
+    if rate:
+        stamps = np.arange(len(rows), dtype=np.float64) / rate
+        np.savetxt(out, np.column_stack([stamps, rows]), delimiter=",", header="timestamp," + header, comments="",
+                   fmt="%.17g")
+    else:
+        np.savetxt(out, rows, delimiter=",", header=header, comments="", fmt="%.17g")
+    extra_rows = len(rows) - table.n_rows
+    note = {"captures": used, "rows": extra_rows, "data": str(opts["data"]),
+            "data_rows": [table.row_offset, table.row_offset + table.n_rows],
+            "layout": f"rows 0:{extra_rows} of {EXTRA_NORMAL_FILE} are the captures, the rest DATA's rows"}
+    return ({**opts, "data": out, "columns": list(table.names), "train_rows": None,
+             "timestamp_column": "timestamp" if rate else None}, note)
+
+
+def _capture_files(captures: list[Any]) -> list[Any]:
+    """Capture paths as given; a directory stands for every capture (``*.json`` sidecar) in it."""
+    from pathlib import Path
+
+    out = []
+    for item in captures:
+        path = Path(item)
+        out.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+    if not out:
+        raise VigilInputError("no capture found (give .json/.npy capture files or a directory of them)",
+                              key="extra-normal")
+    return out
+
+
+def _positional(names: list[str], n: int) -> bool:
+    """A headerless file's columns ("0", "1", ...) match any capture with as many features."""
+    return len(names) == n and all(name.isdigit() for name in names)

@@ -203,3 +203,34 @@ class CapturePuller:
             return {file: assembly.data() for file, assembly in files.items()}
         except ValueError as exc:
             raise VigilInputError(f"capture {name}: {exc}") from None
+
+
+def train_with_extra_normal(fit: Any, opts: dict[str, Any], captures: list[Path]) -> Any:
+    """``vigil train --extra-normal``: train on DATA plus the captures, keep the combined rows in the run.
+
+    The combined file is built beside the run directory (which training
+    replaces), moved into it afterwards, and run.json's ``training.source``
+    points at it, with ``training.extra_normal`` saying which rows came from
+    which capture file.
+    """
+    import shutil
+
+    from trainer.prepare import EXTRA_NORMAL_FILE, with_extra_normal
+    from trainer.rundir import RUN_JSON, read_run
+
+    out = Path(opts["out"])
+    staging = out.parent / f".{out.name}.extra-normal"
+    try:
+        train_opts, note = with_extra_normal(opts, list(captures), staging)
+        typer.echo(f"--extra-normal: {note['rows']} rows from {len(note['captures'])} capture(s) added before "
+                   f"{note['data_rows'][1] - note['data_rows'][0]} rows of {note['data']}")
+        run = fit.run_train(fit.TrainConfig(**train_opts, echo=typer.echo))
+        kept = run.path / EXTRA_NORMAL_FILE
+        shutil.move(str(staging / EXTRA_NORMAL_FILE), kept)
+        meta = json.loads((run.path / RUN_JSON).read_text(encoding="utf-8"))
+        meta["training"]["source"] = str(kept)
+        meta["training"]["extra_normal"] = note
+        _write(run.path / RUN_JSON, (json.dumps(meta, indent=2) + "\n").encode())
+        return read_run(run.path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -107,6 +107,9 @@ def train(
         "frames; for vibration sampled at hundreds of Hz and up)."),
     seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for weights, shuffling and the baseline: same "
         "seed, same run."),
+    extra_normal: Optional[list[Path]] = typer.Option(None, "--extra-normal", help="A capture (.json or .npy from "
+        "`vigil captures pull`, or a directory of them) an operator judged normal: its rows are fitted too, before "
+        "DATA's rows; the held-out tail stays DATA's. Repeatable."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own log lines (hidden by default: they "
         "look like errors but are not)."),
 ) -> None:
@@ -135,7 +138,13 @@ def _run_train(opts: dict) -> None:
         features=opts["features"].strip().lower(),
     )
     mod = load_extra("train", "train", "trainer.fit")
-    run = mod.run_train(mod.TrainConfig(**cfg_kwargs, echo=typer.echo))
+    extra = cfg_kwargs.pop("extra_normal", None)
+    if extra:
+        from vigil.cli.captures_cmds import train_with_extra_normal
+
+        run = train_with_extra_normal(mod, cfg_kwargs, extra)
+    else:
+        run = mod.run_train(mod.TrainConfig(**cfg_kwargs, echo=typer.echo))
     typer.echo(f"next: vigil evaluate {run.path} DATA --labels LABELS   or   "
                f"vigil convert {run.path} --out MODEL.vigil")
 

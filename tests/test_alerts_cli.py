@@ -159,11 +159,22 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.broker
-def test_shared_subscription_splits_the_alerts_between_consumers(broker: MosquittoBroker, tmp_path: Path) -> None:
+def test_shared_subscription_splits_the_alerts_between_consumers(tmp_path: Path) -> None:
+    """Through the shipped ACL (firmware_configs/mosquitto/acl): the monitor account's read rights cover
+    ``$share/...`` too, the device publishes under its own prefix only."""
+    require_mosquitto()
+    acl = (REPO / "firmware_configs" / "mosquitto" / "acl").read_text()
+    with MosquittoBroker(tmp_path / "b", users={"vigil-monitor": "pw-m", "dev1": "pw-d"}, acl=acl) as broker:
+        _split_between_consumers(broker, tmp_path)
+
+
+def _split_between_consumers(broker: MosquittoBroker, tmp_path: Path) -> None:
     n_alerts = 30
     outs = {name: tmp_path / f"{name}.jsonl" for name in ("a", "b", "all")}
-    procs = {name: run_alerts("--host", broker.host, "--port", str(broker.port), "--out", str(out), "--timeout", "90",
-                              *(["--share", "workers"] if name != "all" else []))
+    login = ["--username", "vigil-monitor", "--password-env", "VIGIL_TEST_PW"]
+    procs = {name: run_alerts("--host", broker.host, "--port", str(broker.port), *login, "--out", str(out),
+                              "--timeout", "90", *(["--share", "workers"] if name != "all" else []),
+                              env={"VIGIL_TEST_PW": "pw-m"})
              for name, out in outs.items()}
     try:
         for name, proc in procs.items():
@@ -171,8 +182,8 @@ def test_shared_subscription_splits_the_alerts_between_consumers(broker: Mosquit
             ready = proc.stderr.readline()
             expected = "vigil/+/alert" if name == "all" else "$share/workers/vigil/+/alert"
             assert f"listening on {expected} " in ready, ready
-        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, **FAST), "dev1",
-                        AlertSpool(tmp_path / "spool.db"))
+        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, username="dev1", password="pw-d", **FAST),
+                        "dev1", AlertSpool(tmp_path / "spool.db"))
         sink.start()
         try:
             for i in range(n_alerts):

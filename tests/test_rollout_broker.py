@@ -238,3 +238,48 @@ def test_shipped_acl_lets_only_the_operator_command_a_device(tmp_path: Path) -> 
         assert wait(lambda: len(op.on("dev-a/reply")) == 1, 10)
         op.close()
         device_a.close()
+
+
+def test_killed_during_probation_restarts_on_the_old_bundle_and_gets_queued_commands(
+        tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    """kill -9 mid-probation: the next start runs the bundle from before and reports rolled_back; a command
+    published while the agent was dead waits in its persistent session and is carried out after the restart."""
+    require_mosquitto()
+    key = new_signing_key()
+    base = tmp_path / "base.vigil"
+    base.write_bytes(variant(tiny_bundle_3f, key, "tiny-base"))
+    with MosquittoBroker(tmp_path / "mosquitto", users=USERS, acl=ACL) as broker:
+        op = Operator(broker.port)
+        op.subscribe("vigil/+/reply")
+        op.subscribe("vigil/+/rollout")
+        config = agent_config(tmp_path / "dev-b", "dev-b", base, key.public_key, broker.port)
+        config.write_text(config.read_text().replace("probation_windows = 300", "probation_windows = 10000000")
+                          .replace("probation_timeout_s = 30", "probation_timeout_s = 3600"))
+        log = tmp_path / "dev-b.log"
+        proc = start_agent(config, log)
+        try:
+            assert wait(lambda: op.state("dev-b") is not None, 40), log.read_text()
+            damaged = variant(tiny_bundle_3f, key, "tiny-damaged")
+            damaged = damaged[: len(damaged) // 2]
+            op.client.publish("vigil/dev-b/cmd/deploy", P.encode_command(P.DEPLOY, "damaged", "dev-b", damaged),
+                              qos=1)
+            op.client.publish("vigil/dev-b/cmd/deploy", P.encode_command(
+                P.DEPLOY, "long-probation", "dev-b", variant(tiny_bundle_3f, key, "tiny-v2")), qos=1)
+            assert wait(lambda: any(r["state"] == "probation" for r in op.replies("long-probation")), 30)
+            assert "truncated or damaged" in op.replies("damaged")[-1]["reason"]
+            proc.kill()  # kill -9 while the new bundle is on probation
+            proc.wait(10)
+            op.client.publish("vigil/dev-b/cmd/policy", P.encode_command(P.POLICY, "while-down", "dev-b",
+                                                                         set={"sensitivity": 0.9}), qos=1)
+            restarted = time.time()
+            proc = start_agent(config, log)
+            assert wait(lambda: any(r["state"] == "rolled_back" for r in op.replies("long-probation")), 40), \
+                log.read_text()[-3000:]
+            back = [r for r in op.replies("long-probation") if r["state"] == "rolled_back"][0]
+            assert "restarted during the probation" in back["reason"]
+            assert wait(lambda: any(r["state"] == "applied" for r in op.replies("while-down")), 20)
+            assert wait(lambda: (op.state("dev-b", after=restarted) or {}).get("policy") == {"sensitivity": 0.9})
+            assert op.state("dev-b", after=restarted)["bundle"]["model_id"] == "tiny-base"
+        finally:
+            stop(proc, signal.SIGTERM)
+            op.close()

@@ -40,8 +40,11 @@ SCORE_MODES = ["row"]  # the per-row localized score (issue 10, 8a), next to the
 COMPARED = ("float", "auto", "float@row", "auto@row", "float_rows", "isolation_forest")
 
 
-def train_series(name: str, epochs: int | None, quantize: str) -> dict[str, Any]:
-    """Train and convert AER for one series (inside a worker process); the record of what happened."""
+def train_series(name: str, epochs: int | None, quantize: str, reuse: bool = False) -> dict[str, Any]:
+    """Train and convert AER for one series (inside a worker process); the record of what happened.
+
+    ``reuse``: a run already trained there is converted, not trained again.
+    """
     from benchmarks.reference import train_config
     from converter.convert import ConvertConfig, run_convert
     from trainer.fit import run_train
@@ -54,22 +57,26 @@ def train_series(name: str, epochs: int | None, quantize: str) -> dict[str, Any]
     extra = {} if epochs is None else {"epochs": epochs}
     cfg = train_config(series.path, run_dir, columns=series.columns, train_rows=series.train_rows,
                        timestamp_column=series.timestamp_column, model="aer", echo=lambda _m: None, **extra)
-    run_train(cfg)
+    stamp = base / "trained.json"  # training seconds, kept for a reused run
+    if not (reuse and (run_dir / "run.json").is_file() and stamp.is_file()):
+        run_train(cfg)
+        stamp.write_text(json.dumps({"train_seconds": time.perf_counter() - started, "epochs_cap": epochs}) + "\n")
     trained = time.perf_counter()
+    train_seconds = float(json.loads(stamp.read_text())["train_seconds"])
     result = run_convert(ConvertConfig(run=run_dir, out=bundle_path, quantize=quantize, quiet=True))
     if result.bundle_path is None:
         raise RuntimeError(f"no mode survived conversion: {result.table}")
     training = read_run(run_dir).training
     return {"name": name, "mode": result.mode, "epochs_run": training.get("epochs_run"),
             "skill_ratio": training.get("skill_ratio"),
-            "seconds": {"train": trained - started, "convert": time.perf_counter() - trained}}
+            "seconds": {"train": train_seconds, "convert": time.perf_counter() - trained}}
 
 
-def train_worker(name: str, epochs: int | None, quantize: str) -> None:
+def train_worker(name: str, epochs: int | None, quantize: str, reuse: bool) -> None:
     path = AER_RUNS / name / "train.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        record = train_series(name, epochs, quantize)
+        record = train_series(name, epochs, quantize, reuse)
     except Exception as exc:  # a series the defaults cannot handle is a result
         record = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
     path.write_text(json.dumps(record, indent=2, default=float) + "\n")
@@ -86,6 +93,7 @@ def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, re
             log(f"train {name}")
             cmd = [sys.executable, "-m", "benchmarks.aer", "--train-worker", name, "--quantize", quantize]
             cmd += [] if epochs is None else ["--epochs", str(epochs)]
+            cmd += ["--reuse"] if reuse else []
             running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                                    stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
@@ -100,16 +108,32 @@ def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, re
     return records
 
 
-def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Both models' quality results, through ``quality.run_all`` over their stored runs."""
+def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any],
+                 ae_from: str) -> dict[str, list[dict[str, Any]]]:
+    """Both models' quality results, through ``quality.run_all`` over their stored runs.
+
+    ``ae_from="cache"``: the autoencoder's results are the quality run's own ``result.json`` files
+    (same machinery, no second scoring pass; its runs' ``@row`` replays are then absent).
+    """
     out = {}
     for model, runs in MODELS.items():
+        if model == "autoencoder" and ae_from == "cache":
+            out[model] = [_cached_result(n) for n in names]
+            continue
         ok = [n for n in names if model != "aer" or "error" not in trained[n]]
         log(f"evaluate {model} on {len(ok)} series")
         work = AER_WORK / f"eval_{model}"
         results = {r["name"]: r for r in quality.run_all(ok, None, jobs, True, False, work, runs, SCORE_MODES)}
         out[model] = [results.get(n) or {"name": n, "error": trained[n].get("error", "not trained")} for n in names]
     return out
+
+
+def _cached_result(name: str) -> dict[str, Any]:
+    path = AE_RUNS / name / "result.json"
+    if not path.is_file():
+        return {"name": name, "error": "no cached quality result"}
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
 
 
 def comparison(names: list[str], results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -151,21 +175,24 @@ def render(data: dict[str, Any]) -> str:
     head = ["series", "window", "AER epochs", "AE skill", "AER skill"] + [
         f"{k} {m} F1 (tp, fp, fn)" for k in ("float", "auto", "float@row") for m in ("AE", "AER")]
     epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
-    notes = (f"AER: `TrainConfig` defaults with `model=\"aer\"` (epochs {epochs}), converted with `--quantize "
-             f"{data['quantize']}`; autoencoder: the quality benchmark's cached runs and `auto` bundles "
-             f"(`.work/quality`, trainer defaults). `float` / `auto` = published events (window score, the "
-             f"bundle's recommended policy); `@row` = the same replayed with per-row scores; `float_rows` = "
-             f"row-level score > static threshold. Totals over the {len(comp['series_both'])} series both "
-             f"models could be evaluated on. Wall time {data['seconds'] / 60:.1f} min "
-             f"({data['jobs']} jobs).")
+    ae_results = "read from its cached result.json" if data["ae_from"] == "cache" else "scored again in this run"
+    notes = " ".join([
+        f"AER: `TrainConfig` defaults with `model=\"aer\"` (epochs {epochs}), converted with `--quantize",
+        f"{data['quantize']}`; autoencoder: the quality benchmark's cached runs and `auto` bundles",
+        f"(`.work/quality`, trainer defaults; results {ae_results}).",
+        "`float` / `auto` = published events (window score, the bundle's recommended policy);",
+        "`@row` = the same replayed with per-row scores; `float_rows` = row-level score > static threshold.",
+        f"Totals over the {len(comp['series_both'])} series both models could be evaluated on.",
+        f"Wall time {data['seconds'] / 60:.1f} min ({data['jobs']} jobs)."])
     return "\n\n".join([total, md_table(head, per), notes]) + "\n"
 
 
-def main(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool) -> None:
+def main(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool, ae_from: str) -> None:
     started = time.perf_counter()
     trained = train_all(names, epochs, jobs, quantize, reuse)
-    results = evaluate_all(names, jobs, trained)
-    data = {"epochs": epochs, "jobs": jobs, "quantize": quantize, "names": names, "trained": trained,
+    results = evaluate_all(names, jobs, trained, ae_from)
+    data = {"epochs": epochs, "jobs": jobs, "quantize": quantize, "ae_from": ae_from, "names": names,
+            "trained": trained,
             "results": results, "comparison": comparison(names, results),
             "seconds": time.perf_counter() - started}
     write_results("aer" if len(names) == len(all_series()) else "aer_partial", data, render(data), COMMAND)
@@ -178,13 +205,15 @@ if __name__ == "__main__":
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--quantize", default="float32", help="AER bundle's converter --quantize (default float32)")
     parser.add_argument("--reuse", action="store_true", help="keep AER runs already trained in .work/aer/runs")
+    parser.add_argument("--ae-from", choices=("cache", "eval"), default="cache",
+                        help="autoencoder results: the quality run's cached result.json (default) or scored again here")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_worker:
-        train_worker(args.train_worker, args.epochs, args.quantize)
+        train_worker(args.train_worker, args.epochs, args.quantize, args.reuse)
     else:
         series = all_series()
         chosen = [s for s in series if not args.only or s.name in args.only]
         # longest training first, so the last jobs to finish are short ones
         ordered = [s.name for s in sorted(chosen, key=lambda s: s.train_rows[0] - s.train_rows[1])]
-        main(ordered, args.epochs, args.jobs, args.quantize, args.reuse)
+        main(ordered, args.epochs, args.jobs, args.quantize, args.reuse, args.ae_from)

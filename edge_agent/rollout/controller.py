@@ -212,7 +212,11 @@ class RolloutController:
         observed = ObservedScorer(scorer, monitor)
         self._probation = _Probation(command, bundle, scorer, observed, monitor, entry,
                                      (host.bundle, self._raw_scorer))
-        host.install(bundle, observed)
+        try:
+            host.install(bundle, observed)
+        except Exception as exc:  # e.g. its detection settings do not build a pipeline: back to what ran
+            self._roll_back(f"cannot start scoring with it: {type(exc).__name__}: {exc}"[:300])
+            return
         self._reply(command, P.PROBATION, model_id=bundle.model_id, bounds=monitor.bounds.to_dict())
         self._publish_state()
 
@@ -285,9 +289,14 @@ class RolloutController:
             effective = effective_alerts(self.base_config, overrides)
         except VigilInputError as exc:
             raise Refused(str(exc)) from None
+        previous = host.config
+        try:
+            host.install(host.bundle, host.scorer, config)
+        except Exception as exc:  # the pipeline refused the values: keep the ones that worked
+            host.install(host.bundle, host.scorer, previous)
+            raise Refused(f"the pipeline cannot use these values: {type(exc).__name__}: {exc}"[:300]) from None
         final = self._reply_payload(P.POLICY, command.id, P.APPLIED, alerts=effective, remote=overrides)
         self.store.save(policy=overrides, handled=self.store.remember(command.id, final))
-        host.install(host.bundle, host.scorer, config)
         self._send(final)
         self._publish_state()
 

@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import quality
@@ -34,6 +35,7 @@ from benchmarks.reference import WORK
 COMMAND = ".venv/bin/python -m benchmarks.aer"
 AER_WORK = WORK / "aer"
 AER_RUNS = AER_WORK / "runs"
+AER_EVAL = AER_WORK / "eval_aer"
 AE_RUNS = WORK / "quality"  # the quality benchmark's trained autoencoders (read only)
 MODELS = {"autoencoder": AE_RUNS, "aer": AER_RUNS}
 SCORE_MODES = ["row"]  # the per-row localized score (issue 10, 8a), next to the window score that ships
@@ -62,7 +64,7 @@ def train_series(name: str, epochs: int | None, quantize: str, reuse: bool = Fal
         run_train(cfg)
         stamp.write_text(json.dumps({"train_seconds": time.perf_counter() - started, "epochs_cap": epochs}) + "\n")
     trained = time.perf_counter()
-    train_seconds = float(json.loads(stamp.read_text())["train_seconds"])
+    train_seconds = json.loads(stamp.read_text())["train_seconds"]  # null: trained before stamps were kept
     result = run_convert(ConvertConfig(run=run_dir, out=bundle_path, quantize=quantize, quiet=True))
     if result.bundle_path is None:
         raise RuntimeError(f"no mode survived conversion: {result.table}")
@@ -80,14 +82,24 @@ def train_worker(name: str, epochs: int | None, quantize: str, reuse: bool) -> N
     except Exception as exc:  # a series the defaults cannot handle is a result
         record = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
     path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    if "error" not in record:  # scored right away, so that every finished series is a complete result
+        quality.worker(name, None, True, False, AER_EVAL, AER_RUNS, SCORE_MODES)
 
 
-def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool) -> dict[str, Any]:
-    """Train the AER runs, ``jobs`` worker processes at a time (a run with its bundle is kept with ``reuse``)."""
-    todo = [n for n in names if not (reuse and (AER_RUNS / n / "auto.vigil").is_file()
-                                     and (AER_RUNS / n / "train.json").is_file())]
+def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool,
+              deadline: float | None = None) -> dict[str, Any]:
+    """Train, convert and score AER, ``jobs`` worker processes at a time.
+
+    ``reuse``: a series already scored is kept. ``deadline`` (epoch seconds): no series starts after it;
+    the ones left are recorded as not run.
+    """
+    todo = [n for n in names if not (reuse and _done(n))]
     running: list[tuple[str, subprocess.Popen[bytes]]] = []
+    skipped: list[str] = []
     while todo or running:
+        if deadline is not None and time.time() > deadline and todo:
+            skipped, todo = todo, []
+            log(f"deadline: {len(skipped)} series not started")
         while todo and len(running) < jobs:
             name = todo.pop(0)
             log(f"train {name}")
@@ -104,8 +116,17 @@ def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, re
     records = {}
     for name in names:
         path = AER_RUNS / name / "train.json"
-        records[name] = json.loads(path.read_text()) if path.is_file() else {"name": name, "error": "worker died"}
+        if name in skipped:
+            records[name] = {"name": name, "error": "not run (deadline)"}
+        else:
+            records[name] = json.loads(path.read_text()) if path.is_file() else {"name": name, "error": "worker died"}
     return records
+
+
+def _done(name: str) -> bool:
+    train, result = AER_RUNS / name / "train.json", AER_EVAL / name / "result.json"
+    return (train.is_file() and "error" not in json.loads(train.read_text()) and result.is_file()
+            and "models" in json.loads(result.read_text()))
 
 
 def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any],
@@ -120,18 +141,25 @@ def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any],
         if model == "autoencoder" and ae_from == "cache":
             out[model] = [_cached_result(n) for n in names]
             continue
-        ok = [n for n in names if model != "aer" or "error" not in trained[n]]
-        log(f"evaluate {model} on {len(ok)} series")
+        if model == "aer":  # scored by each training worker
+            out[model] = [_result(AER_EVAL, n) if "error" not in trained[n] else {"name": n, **trained[n]}
+                          for n in names]
+            continue
+        log(f"evaluate {model} on {len(names)} series")
         work = AER_WORK / f"eval_{model}"
-        results = {r["name"]: r for r in quality.run_all(ok, None, jobs, True, False, work, runs, SCORE_MODES)}
-        out[model] = [results.get(n) or {"name": n, "error": trained[n].get("error", "not trained")} for n in names]
+        quality.run_all(names, None, jobs, True, False, work, runs, SCORE_MODES)
+        out[model] = [_result(work, n) for n in names]
     return out
 
 
 def _cached_result(name: str) -> dict[str, Any]:
-    path = AE_RUNS / name / "result.json"
+    return _result(AE_RUNS, name)
+
+
+def _result(work: Path, name: str) -> dict[str, Any]:
+    path = work / name / "result.json"
     if not path.is_file():
-        return {"name": name, "error": "no cached quality result"}
+        return {"name": name, "error": f"no result in {work.name}"}
     result: dict[str, Any] = json.loads(path.read_text())
     return result
 
@@ -148,6 +176,23 @@ def comparison(names: list[str], results: dict[str, list[dict[str, Any]]]) -> di
 
 def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in results}
+
+
+def _seconds_per_epoch(name: str) -> float:
+    """The autoencoder's training seconds per epoch in its quality run (unknown: last)."""
+    r = _cached_result(name)
+    epochs = r.get("epochs_run") or 0
+    return float(r["seconds"]["train"]) / epochs if "seconds" in r and epochs else float("inf")
+
+
+def _deadline(text: str | None) -> float | None:
+    if text is None:
+        return None
+    import datetime as dt
+
+    hour, minute = (int(v) for v in text.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
 
 
 def render(data: dict[str, Any]) -> str:
@@ -187,15 +232,17 @@ def render(data: dict[str, Any]) -> str:
     return "\n\n".join([total, md_table(head, per), notes]) + "\n"
 
 
-def main(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool, ae_from: str) -> None:
+def main(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool, ae_from: str,
+         deadline: float | None = None, results_name: str = "aer") -> None:
     started = time.perf_counter()
-    trained = train_all(names, epochs, jobs, quantize, reuse)
+    trained = train_all(names, epochs, jobs, quantize, reuse, deadline)
     results = evaluate_all(names, jobs, trained, ae_from)
     data = {"epochs": epochs, "jobs": jobs, "quantize": quantize, "ae_from": ae_from, "names": names,
             "trained": trained,
             "results": results, "comparison": comparison(names, results),
             "seconds": time.perf_counter() - started}
-    write_results("aer" if len(names) == len(all_series()) else "aer_partial", data, render(data), COMMAND)
+    data["complete"] = all("models" in r for r in results["aer"]) and len(names) == len(all_series())
+    write_results(results_name, data, render(data), COMMAND)
 
 
 if __name__ == "__main__":
@@ -207,6 +254,10 @@ if __name__ == "__main__":
     parser.add_argument("--reuse", action="store_true", help="keep AER runs already trained in .work/aer/runs")
     parser.add_argument("--ae-from", choices=("cache", "eval"), default="cache",
                         help="autoencoder results: the quality run's cached result.json (default) or scored again here")
+    parser.add_argument("--order", choices=("biggest", "cheapest"), default="biggest",
+                        help="biggest training first (default), or cheapest first (autoencoder seconds per epoch)")
+    parser.add_argument("--deadline", help="HH:MM (UTC): start no series after it; the rest is reported as not run")
+    parser.add_argument("--results", default="aer", help="name of benchmarks/results/<NAME>.json and .md")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_worker:
@@ -214,6 +265,11 @@ if __name__ == "__main__":
     else:
         series = all_series()
         chosen = [s for s in series if not args.only or s.name in args.only]
-        # longest training first, so the last jobs to finish are short ones
-        ordered = [s.name for s in sorted(chosen, key=lambda s: s.train_rows[0] - s.train_rows[1])]
-        main(ordered, args.epochs, args.jobs, args.quantize, args.reuse, args.ae_from)
+        # longest training first, so the last jobs to finish are short ones; or cheapest first, so that a
+        # deadline leaves the most series done
+        if args.order == "biggest":
+            ordered = [s.name for s in sorted(chosen, key=lambda s: s.train_rows[0] - s.train_rows[1])]
+        else:
+            ordered = sorted((s.name for s in chosen), key=_seconds_per_epoch)
+        main(ordered, args.epochs, args.jobs, args.quantize, args.reuse, args.ae_from, _deadline(args.deadline),
+             args.results)

@@ -158,3 +158,26 @@ def test_discovery_is_retained_well_formed_and_state_follows_events(tmp_path: Pa
         assert json.loads(after.on("/state")[-1][1])["anomaly"] == "OFF"
     finally:
         after.close()
+
+
+def test_a_new_bundle_republishes_the_device_block(mosquitto: MosquittoBroker) -> None:
+    from edge_agent.addon_mqtt import AddonLink
+    from edge_agent.mqtt.settings import MqttSettings
+
+    def discovery(model_id: str) -> Discovery:
+        return Discovery("homeassistant", f"vigil/{DEVICE}", DEVICE, node_id_for(DEVICE), DEVICE, model_id)
+
+    rec = Recorder(mosquitto.port, "homeassistant/#")
+    link = AddonLink(MqttSettings(host="127.0.0.1", port=mosquitto.port), "vigil-test-ext", f"vigil/{DEVICE}",
+                     discovery=discovery("model-a"), state=HaState(), store=None)
+    link.start()
+    try:
+        def versions() -> set[str]:
+            return {json.loads(p)["device"]["sw_version"] for _, p, _ in rec.on("/config")}
+
+        assert rec.wait(lambda: versions() == {"model-a"} and len(rec.on("/config")) == len(ENTITIES))
+        link.republish_discovery(discovery("model-b"))
+        assert rec.wait(lambda: "model-b" in versions() and len(rec.on("/config")) == 2 * len(ENTITIES))
+    finally:
+        link.stop()
+        rec.close()

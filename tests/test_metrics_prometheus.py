@@ -141,3 +141,13 @@ def test_agent_serves_metrics_over_http_while_it_runs(tmp_path: Path, tiny_bundl
 
     assert Scraping(load_config(config)).run() == 0
     assert scraped and scraped[-1]["vigil_samples_total"]["samples"][0][1] == 1200
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_a_failing_exporter_is_counted_and_the_agent_goes_on(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the metrics directory should be")
+    config = metrics_config(tmp_path, tiny_bundle_3f, 'mode = "textfile"\ntextfile = "blocked/vigil.prom"\n')
+    assert AgentService(load_config(config)).run() == 0
+    health = json.loads((tmp_path / "alerts.health.json").read_text())
+    assert health["samples"] == 1200 and health["alerts_published"] >= 2  # scoring and alerting went on
+    assert health["addons"]["errors"] >= 2  # start, then every write (logged, counted)

@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,13 +85,14 @@ def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def chunk_messages(request_id: str, name: str, file: str, data: bytes) -> list[dict[str, Any]]:
-    """The chunk messages of one file (one empty chunk for an empty file)."""
+def chunk_messages(request_id: str, name: str, file: str, data: bytes) -> Iterator[dict[str, Any]]:
+    """The chunk messages of one file, made one at a time (one empty chunk for an empty file)."""
     digest = hashlib.sha256(data).hexdigest()
-    pieces = [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
-    return [{"request_id": request_id, "op": "chunk", "name": name, "file": file, "chunk": i,
-             "chunks": len(pieces), "size": len(data), "sha256": digest,
-             "data": base64.b64encode(piece).decode("ascii")} for i, piece in enumerate(pieces)]
+    chunks = max(1, -(-len(data) // CHUNK_BYTES))
+    for i in range(chunks):
+        piece = data[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+        yield {"request_id": request_id, "op": "chunk", "name": name, "file": file, "chunk": i, "chunks": chunks,
+               "size": len(data), "sha256": digest, "data": base64.b64encode(piece).decode("ascii")}
 
 
 @dataclass

@@ -30,7 +30,8 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 def test_protocol_chunks_reassemble_and_refuse_damage() -> None:
     data = bytes(range(256)) * 500  # 128000 bytes: three chunks
-    messages = P.chunk_messages("r1", "cap", "cap.npy", data)
+    messages = list(P.chunk_messages("r1", "cap", "cap.npy", data))
+    assert [m["data"] for m in P.chunk_messages("r2", "e", "e.json", b"")] == [""]  # an empty file: one chunk
     assert len(messages) == 3 and all(len(json.dumps(m)) < 70_000 for m in messages)
     assembly = P.FileAssembly(3, len(data), messages[0]["sha256"])
     for m in reversed(messages + messages[:1]):  # any order, a duplicate

@@ -134,10 +134,11 @@ probation_timeout_s = 30
     return path
 
 
-def deploy(bundle: Path, port: int, *devices: str) -> subprocess.CompletedProcess[str]:
-    targets = [arg for d in devices for arg in ("--device", d)]
+def deploy(bundle: Path, port: int, *devices: str, targets: tuple[str, ...] = (),
+           timeout: float = 40) -> subprocess.CompletedProcess[str]:
+    targets = (*targets, *(arg for d in devices for arg in ("--device", d)))
     return vigil("deploy", str(bundle), *targets, "--host", "127.0.0.1", "--port", str(port),
-                 "--user", "vigil-admin", "--password", "pw-op", "--timeout", "40")
+                 "--user", "vigil-admin", "--password", "pw-op", "--timeout", str(timeout))
 
 
 def policy(port: int, device: str, *values: str) -> subprocess.CompletedProcess[str]:
@@ -159,6 +160,9 @@ def test_deploy_rollback_and_policy_on_two_agents(tmp_path: Path, tiny_bundle_3f
         op = Operator(broker.port)
         op.subscribe("vigil/+/reply")
         op.subscribe("vigil/+/rollout")
+        op.subscribe("vigil/dev-b/alert")
+        groups = tmp_path / "groups.toml"
+        groups.write_text('[groups]\nline-a = ["dev-a", "dev-b"]\n')
         configs = {d: agent_config(tmp_path / d, d, base, key.public_key, broker.port) for d in ("dev-a", "dev-b")}
         procs = {d: start_agent(c, tmp_path / f"{d}.log") for d, c in configs.items()}
         logs = lambda: "\n".join((tmp_path / f"{d}.log").read_text()[-3000:] for d in procs)  # noqa: E731
@@ -166,8 +170,8 @@ def test_deploy_rollback_and_policy_on_two_agents(tmp_path: Path, tiny_bundle_3f
             assert wait(lambda: all(op.state(d) for d in procs), 40), logs()
             assert all(op.state(d)["bundle"]["model_id"] == "tiny-base" for d in procs)
 
-            # 1. A signed bundle to both: every step reported, both end active.
-            run = deploy(good, broker.port, "dev-a", "dev-b")
+            # 1. A signed bundle to both (a group): every step reported, both end active.
+            run = deploy(good, broker.port, targets=("--group", "line-a", "--groups", str(groups)))
             assert run.returncode == 0, run.stdout + run.stderr + logs()
             for d in procs:
                 steps = [line.split()[1].rstrip(":") for line in run.stdout.splitlines() if line.startswith(d)]
@@ -188,6 +192,14 @@ def test_deploy_rollback_and_policy_on_two_agents(tmp_path: Path, tiny_bundle_3f
             assert run.returncode == 1, run.stdout + run.stderr
             assert "dev-b  rolled_back: alarm rate" in run.stdout, run.stdout
             assert wait(lambda: op.state("dev-b")["bundle"]["model_id"] == "tiny-v2", 10)
+            # Its threshold opened an event at once; the swap back closed it as model_changed.
+            assert wait(lambda: any(p.get("close_reason") == "model_changed" for _, p in op.on("dev-b/alert")), 10)
+            hot_events = [p for _, p in op.on("dev-b/alert") if p.get("model_id") == "tiny-hot"]
+            assert hot_events and hot_events[0]["phase"] == "open"
+
+            # A device that never answers: timed out, exit 1 (the command stays queued at the broker).
+            late = deploy(good, broker.port, "dev-c", timeout=1.5)
+            assert late.returncode == 1 and "dev-c  timed_out" in late.stdout, late.stdout + late.stderr
 
             # 4. Policy for A: acknowledged with the effective values.
             run = policy(broker.port, "dev-a", "sensitivity=0.8", "k=3", "n=5")

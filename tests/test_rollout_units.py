@@ -15,6 +15,7 @@ from edge_agent.rollout import protocol as P
 from edge_agent.rollout.policy import effective_alerts, validate_changes, with_policy
 from edge_agent.rollout.probation import ProbationBounds, ProbationMonitor, bounds_for
 from edge_agent.rollout.store import RolloutStore, atomic_write
+from vigil.cli.deploy_cmds import read_group
 
 
 @pytest.mark.parametrize(("payload", "word"), [
@@ -157,3 +158,15 @@ def test_prune_keeps_the_bundles_the_state_names(tmp_path: Path) -> None:
         store.state["handled"] = handled = store.remember(f"id-{i}", {"state": "active", "x": 1})
     assert len(handled) == 32 and "id-39" in handled and "id-0" not in handled and handled["id-39"] == {
         "state": "active"}
+
+
+def test_groups_file_names_its_members_or_says_what_is_wrong(tmp_path: Path) -> None:
+    groups = tmp_path / "groups.toml"
+    groups.write_text('[groups]\nline-a = ["pump-1", "pump-2", "pump-1"]\nempty = []\n')
+    assert read_group(groups, "line-a") == ["pump-1", "pump-2"]
+    with pytest.raises(VigilInputError, match="no group 'line-b'.*known: line-a, empty"):
+        read_group(groups, "line-b")
+    with pytest.raises(VigilInputError, match="non-empty list"):
+        read_group(groups, "empty")
+    with pytest.raises(VigilInputError, match="cannot read"):
+        read_group(tmp_path / "missing.toml", "line-a")

@@ -123,10 +123,11 @@ class AgentService:
         self.events = OpenEventState(_state_path(cfg))
         self.sink: FanoutSink = build_sink(cfg)
         self.sink.start()
-        if self.rollout is not None:
-            self.rollout.start(self)
+        # Right after the sink: _shutdown stops both whatever fails later in setup.
         self.addons = AgentAddons(cfg, self.bundle)  # HA discovery, metrics, captures: off unless configured
         self.addons.start()
+        if self.rollout is not None:
+            self.rollout.start(self)
 
     def _close_leftover_events(self) -> None:
         """Close, with ``agent_restarted``, the events a killed previous run left open."""

@@ -140,10 +140,10 @@ FLOORS = {"python": "", "+ numpy": "import numpy",
           "+ numpy, ai_edge_litert": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter",
           "+ numpy, ai_edge_litert, paho-mqtt": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter\n"
                                                 "import paho.mqtt.client",
-          "+ the agent's modules (service, MQTT sink, `agent run` entry)": "import numpy\n"
+          "+ the agent's modules (service, MQTT sink, `vigil agent` launcher)": "import numpy\n"
                                                 "from ai_edge_litert.interpreter import Interpreter\n"
                                                 "import paho.mqtt.client\nimport edge_agent.service\n"
-                                                "import edge_agent.mqtt.sink\nimport vigil.cli.agent_run"}
+                                                "import edge_agent.mqtt.sink\nimport edge_agent.launcher"}
 
 
 def rss_floors() -> dict[str, float]:

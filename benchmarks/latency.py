@@ -99,13 +99,18 @@ def time_isolation_forest(run_dir: Path, windows: np.ndarray, calls: int) -> dic
 
 def test_windows(run_dir: Path, n: int = 400) -> np.ndarray:
     """Raw windows from fresh synthetic data (with faults, so some windows are anomalous)."""
-    from benchmarks.reference import vibration
-    from edge_agent.core import WindowSpec, sliding_windows
     from trainer.rundir import read_run
 
-    spec = read_run(run_dir).spec
-    values, _ = vibration(spec.window * 2 + n * 16, seed=7, faults=True)
-    windows = sliding_windows(values, WindowSpec(spec.window, 16))[:n]
+    return test_windows_for(read_run(run_dir).spec.window, n)
+
+
+def test_windows_for(window: int, n: int = 400) -> np.ndarray:
+    """:func:`test_windows` for a window length (no run directory, no trainer import)."""
+    from benchmarks.reference import vibration
+    from edge_agent.core import WindowSpec, sliding_windows
+
+    values, _ = vibration(window * 2 + n * 16, seed=7, faults=True)
+    windows = sliding_windows(values, WindowSpec(window, 16))[:n]
     return np.ascontiguousarray(windows, dtype=np.float64)
 
 

@@ -65,6 +65,10 @@ def train_series(name: str, epochs: int | None, quantize: str, reuse: bool = Fal
         stamp.write_text(json.dumps({"train_seconds": time.perf_counter() - started, "epochs_cap": epochs}) + "\n")
     trained = time.perf_counter()
     train_seconds = json.loads(stamp.read_text())["train_seconds"]  # null: trained before stamps were kept
+    record = base / "train.json"
+    previous = json.loads(record.read_text()) if reuse and record.is_file() and bundle_path.is_file() else {}
+    if "mode" in previous and "error" not in previous:
+        return dict(previous)  # trained and converted before
     result = run_convert(ConvertConfig(run=run_dir, out=bundle_path, quantize=quantize, quiet=True))
     if result.bundle_path is None:
         raise RuntimeError(f"no mode survived conversion: {result.table}")
@@ -83,7 +87,7 @@ def train_worker(name: str, epochs: int | None, quantize: str, reuse: bool) -> N
         record = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
     path.write_text(json.dumps(record, indent=2, default=float) + "\n")
     if "error" not in record:  # scored right away, so that every finished series is a complete result
-        quality.worker(name, None, True, False, AER_EVAL, AER_RUNS, SCORE_MODES)
+        quality.worker(name, None, True, False, AER_EVAL, AER_RUNS, **_score_modes(quality.worker))
 
 
 def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, reuse: bool,
@@ -123,6 +127,13 @@ def train_all(names: list[str], epochs: int | None, jobs: int, quantize: str, re
     return records
 
 
+def _score_modes(function: Any) -> dict[str, Any]:
+    """``score_modes=SCORE_MODES`` when the quality benchmark has per-row replays (added while this was written)."""
+    import inspect
+
+    return {"score_modes": SCORE_MODES} if "score_modes" in inspect.signature(function).parameters else {}
+
+
 def _done(name: str) -> bool:
     train, result = AER_RUNS / name / "train.json", AER_EVAL / name / "result.json"
     return (train.is_file() and "error" not in json.loads(train.read_text()) and result.is_file()
@@ -147,7 +158,7 @@ def evaluate_all(names: list[str], jobs: int, trained: dict[str, Any],
             continue
         log(f"evaluate {model} on {len(names)} series")
         work = AER_WORK / f"eval_{model}"
-        quality.run_all(names, None, jobs, True, False, work, runs, SCORE_MODES)
+        quality.run_all(names, None, jobs, True, False, work, runs, **_score_modes(quality.run_all))
         out[model] = [_result(work, n) for n in names]
     return out
 

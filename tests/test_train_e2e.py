@@ -103,6 +103,13 @@ def test_train_end_to_end(tmp_path: Path) -> None:
     assert meta["threshold"]["strategy"] == "mean+k*std" and meta["threshold"]["params"]["k"] == 3.0
     assert meta["baseline"]["kind"] == "isolation_forest" and meta["baseline"]["seed"] == 1
     assert sum(line.startswith("epoch ") for line in lines) == training["epochs_run"]
+    # progress before the first epoch: the build is announced, then the trace, then epoch lines
+    first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch "))
+    assert lines.index("building model ...") < lines.index(next(x for x in lines if x.startswith("starting epoch 1")))
+    assert lines.index(next(x for x in lines if x.startswith("starting epoch 1"))) < first_epoch
+    # the deviation scale the model learnt in is stored (and is the model's own)
+    assert len(training["shape_scale"]) == 2 and all(v > 0 for v in training["shape_scale"])
+    assert training["lr_schedule"] == "plateau"
     np.testing.assert_allclose(run.train_rows(), values[:600], atol=1e-5)
     # the scaler saw only the fitted rows
     fit_rows, held = split_train_rows(run.train_rows(), 0.2)

@@ -100,6 +100,10 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 10
     learning_rate: float = 3e-3
+    lr_schedule: str = "plateau"
+    shape_scale: bool = True
+    clipnorm: float | None = None
+    windows_per_epoch: int | None = 2048
     validation_fraction: float = 0.2
     scaler: str = "minmax"
     clip: float | None = None
@@ -174,7 +178,9 @@ def run_train(cfg: TrainConfig) -> RunInfo:
 
     training_extra = {"skill_ratio": skill, "feature_stats": stats, "near_constant_features": near_constant,
                       "clean": clean_info,
-                      "window_choice": window_note, "dominant_period": dominant_period(fit_rows)}
+                      "window_choice": window_note, "dominant_period": dominant_period(fit_rows),
+                      "lr_schedule": cfg.lr_schedule, "clipnorm": cfg.clipnorm, "shape_scale": _shape_scale(model),
+                      "windows_per_epoch": cfg.windows_per_epoch}
     meta = build_meta(cfg, table, spec, scaler, strategy, threshold, t_params, history, baseline,
                       len(fit_windows), len(held_windows), error_stats(held_scores), len(fit_rows), training_extra)
     # What the device does with the scores (policy, dynamic threshold, sensor checks): see detection_meta.
@@ -202,6 +208,10 @@ def _check_config(cfg: TrainConfig) -> None:
         (cfg.hop >= 1, "hop", "--hop must be at least 1"),
         (cfg.epochs >= 1, "epochs", "--epochs must be at least 1"),
         (cfg.batch_size >= 1, "batch-size", "--batch-size must be at least 1"),
+        (cfg.lr_schedule in ("plateau", "constant"), "lr-schedule",
+         f"--lr-schedule must be plateau or constant, not {cfg.lr_schedule!r}"),
+        (cfg.windows_per_epoch is None or cfg.windows_per_epoch >= 1, "windows-per-epoch",
+         "--windows-per-epoch must be at least 1"),
         (cfg.patience >= 0, "patience", "--patience must not be negative"),
         (0.0 < cfg.validation_fraction < 1.0, "validation-fraction", "--validation-fraction must be in (0, 1)"),
         (cfg.model in ("lstm", "dense", "aer"), "model", f"--model must be lstm, dense or aer, not {cfg.model!r}"),
@@ -269,24 +279,28 @@ def _fit_model(cfg: TrainConfig, spec: WindowSpec, fit_windows: np.ndarray,
         from trainer.aer_model import fit_aer
 
         return fit_aer(cfg, fit_windows, held_windows)
-    from trainer.keras_backend import keras
-    from trainer.model import build_autoencoder
-    from trainer.progress import progress_callback
+    from trainer.training import fit_autoencoder
 
-    k = keras()
-    model = build_autoencoder(cfg.model, spec.window, fit_windows.shape[2], cfg.units, cfg.loss, cfg.learning_rate,
-                              center=cfg.center)
-    steps = int(np.ceil(len(fit_windows) / cfg.batch_size))
-    callbacks = [progress_callback(k, cfg.epochs, steps, cfg.echo)]
-    if cfg.patience > 0:
-        callbacks.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                   restore_best_weights=True))
-    result = model.fit(fit_windows, fit_windows, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True,
-                       validation_data=(held_windows, held_windows), callbacks=callbacks, verbose=0)
-    history = {key: [float(v) for v in result.history.get(key, [])] for key in ("loss", "val_loss")}
+    model, history = fit_autoencoder(fit_settings(cfg), fit_windows, held_windows, cfg.echo)
     if cfg.patience == 0 and history["val_loss"]:
         cfg.echo("note: --patience 0 disables early stopping; the last epoch's weights are kept")
     return model, history
+
+
+def _shape_scale(model: Any) -> list[float] | None:
+    from trainer.model import shape_scale_of
+
+    return shape_scale_of(model)
+
+
+def fit_settings(cfg: TrainConfig) -> Any:
+    """The ``trainer.training.FitSettings`` of a config."""
+    from trainer.training import FitSettings
+
+    return FitSettings(model=cfg.model, units=tuple(cfg.units), loss=cfg.loss, center=cfg.center, epochs=cfg.epochs,
+                       batch_size=cfg.batch_size, patience=cfg.patience, learning_rate=cfg.learning_rate,
+                       lr_schedule=cfg.lr_schedule, shape_scale=cfg.shape_scale, clipnorm=cfg.clipnorm,
+                       windows_per_epoch=cfg.windows_per_epoch)
 
 
 def _skill_recon(cfg: TrainConfig, model: Any, held_windows: np.ndarray, recon: np.ndarray) -> np.ndarray:

@@ -8,9 +8,11 @@ TF 2.21). ``TF_USE_LEGACY_KERAS`` must be set before tensorflow is imported.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import tempfile
+from pathlib import Path
 from types import ModuleType
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -33,7 +35,12 @@ def tensorflow() -> ModuleType:
 
     TF 2.21 writes absl lines (CUDA probing, oneDNN notes) straight to file
     descriptor 2 before any log level applies, so the first import runs with
-    fd 2 pointed at a temporary file, which is replayed if the import fails.
+    fd 2 pointed at a log file, which is replayed if the import raises. A crash
+    inside the import (a CPU without the instructions the wheel needs, a broken
+    install) must never be hidden: faulthandler writes the fatal signal and the
+    Python stack to the real stderr, and the log file (TensorFlow's own last
+    words) is kept in the temp directory as ``vigil-tensorflow-import-*.log``:
+    it is removed only after a clean import.
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
@@ -41,22 +48,32 @@ def tensorflow() -> ModuleType:
         import tensorflow as tf
 
         return tf
-    with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            import tensorflow as tf
+    fd, log_path = tempfile.mkstemp(prefix="vigil-tensorflow-import-", suffix=".log")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    crash_fd = os.dup(saved)  # the real stderr, for faulthandler while fd 2 is quiet
+    was_enabled = faulthandler.is_enabled()
+    faulthandler.enable(file=crash_fd)
+    os.dup2(fd, 2)
+    try:
+        import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")  # probes CUDA now, while quiet
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        tf.config.list_physical_devices("GPU")  # probes CUDA now, while quiet
+    except BaseException:
+        os.dup2(saved, 2)
+        sys.stderr.write(Path(log_path).read_text(encoding="utf-8", errors="replace"))
+        Path(log_path).unlink(missing_ok=True)  # replayed: nothing left to keep
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        if was_enabled:
+            faulthandler.enable(file=2)  # the fd, not sys.stderr (which may be a capture without one)
+        else:
+            faulthandler.disable()
+        os.close(crash_fd)
+    Path(log_path).unlink(missing_ok=True)
     return tf
 
 

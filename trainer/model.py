@@ -13,6 +13,15 @@ everything (held-out error 1.1-45x that of simply repeating the window's mean,
 benchmarks/notes/skill.md). With it the model starts at the trivial
 reconstruction and can only learn shape on top. A level shift is then seen at
 the step (an unusual shape), not for as long as the new level lasts.
+
+``shape_scale`` (per feature, set by the trainer from the fitted windows)
+divides the centred window by the typical size of its deviations and
+multiplies the output back, so the network always learns deviations of about
+unit size. Without it a slow or spiky signal whose in-window deviations are a
+few percent of its scaled range leaves targets of ~0.01 that Adam's steps
+(~lr per weight) jitter around: the model stalls at "the window's mean"
+(skill ratio ~1, benchmarks/notes/skill.md). The scale is two fixed diagonal
+Dense layers, saved with the model and exported to TFLite like the rest.
 """
 
 from __future__ import annotations
@@ -20,11 +29,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from trainer.keras_backend import keras
 
 MODEL_KINDS = ("lstm", "dense")
 LATENT_LAYER = "latent"
 MEAN_LAYER = "window_mean"
+SCALE_IN_LAYER = "shape_scale_in"
+SCALE_OUT_LAYER = "shape_scale_out"
 
 
 def build_autoencoder(
@@ -36,11 +49,14 @@ def build_autoencoder(
     learning_rate: float = 1e-3,
     batch_size: int | None = None,
     center: bool = False,
+    shape_scale: Sequence[float] | None = None,
+    clipnorm: float | None = None,
 ) -> Any:
     """Compiled autoencoder ``[batch, window, features] -> same shape``.
 
     ``batch_size`` fixes the batch dimension (1 for TFLite export); ``None``
-    leaves it free for training. ``center`` adds the level pass-through.
+    leaves it free for training. ``center`` adds the level pass-through;
+    ``shape_scale`` (only with ``center``) the fixed per-feature deviation scale.
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
@@ -50,13 +66,34 @@ def build_autoencoder(
     if center:
         mean = k.layers.RepeatVector(window, name="mean_repeat")(
             k.layers.GlobalAveragePooling1D(name=MEAN_LAYER)(inputs))
-        shape = body(k.layers.Subtract(name="centered")([inputs, mean]), window, n_features, units)
+        centered = k.layers.Subtract(name="centered")([inputs, mean])
+        if shape_scale is not None:
+            centered = _diagonal(centered, SCALE_IN_LAYER, 1.0 / np.asarray(shape_scale, dtype=np.float64))
+        shape = body(centered, window, n_features, units)
+        if shape_scale is not None:
+            shape = _diagonal(shape, SCALE_OUT_LAYER, np.asarray(shape_scale, dtype=np.float64))
         outputs = k.layers.Add(name="reconstruction_level")([shape, mean])
     else:
         outputs = body(inputs, window, n_features, units)
     model = k.Model(inputs, outputs, name=f"{kind}_autoencoder")
-    model.compile(optimizer=k.optimizers.Adam(learning_rate=learning_rate), loss=loss)
+    model.compile(optimizer=k.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm), loss=loss)
     return model
+
+
+def _diagonal(x: Any, name: str, factors: np.ndarray) -> Any:
+    """``x * factors`` per feature as a frozen diagonal Dense layer (serialisable, TFLite-exportable)."""
+    layer = keras().layers.Dense(len(factors), use_bias=False, trainable=False, name=name)
+    y = layer(x)
+    layer.set_weights([np.diag(factors).astype(np.float32)])
+    return y
+
+
+def shape_scale_of(model: Any) -> list[float] | None:
+    """The model's per-feature deviation scale, or None when it has none."""
+    names = {layer.name for layer in model.layers}
+    if SCALE_OUT_LAYER not in names:
+        return None
+    return [float(v) for v in np.diag(model.get_layer(SCALE_OUT_LAYER).get_weights()[0])]
 
 
 def _lstm(x: Any, window: int, n_features: int, units: Sequence[int]) -> Any:
@@ -94,6 +131,7 @@ def with_batch_size(model: Any, batch_size: int = 1) -> Any:
     _, window, n_features = model.input_shape
     units = [layer.units for layer in model.layers if layer.name.startswith("enc_") or layer.name == LATENT_LAYER]
     centered = any(layer.name == MEAN_LAYER for layer in model.layers)
-    fixed = build_autoencoder(kind, window, n_features, units, batch_size=batch_size, center=centered)
+    fixed = build_autoencoder(kind, window, n_features, units, batch_size=batch_size, center=centered,
+                              shape_scale=shape_scale_of(model))
     fixed.set_weights(model.get_weights())
     return fixed

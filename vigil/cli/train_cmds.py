@@ -17,7 +17,8 @@ from vigil.cli.common import load_extra, one_line_errors
 
 DEFAULTS = {
     "window": 128, "hop": 4, "model": "lstm", "units": "32,16", "loss": "mse", "center": True, "epochs": 50,
-    "batch_size": 64, "patience": 10, "learning_rate": 3e-3, "validation_fraction": 0.2, "scaler": "minmax",
+    "batch_size": 64, "patience": 10, "learning_rate": 3e-3, "lr_schedule": "plateau", "shape_scale": True,
+    "windows_per_epoch": 2048, "validation_fraction": 0.2, "scaler": "minmax",
     "clip": None, "clean": "auto", "threshold": "pot", "false_alarms": "auto", "k": 3.0, "smoothing": None,
     "score": "mse", "seed": 0,
 }
@@ -71,6 +72,15 @@ def train(
     patience: int = typer.Option(DEFAULTS["patience"], "--patience", help="Stop after this many epochs without a "
         "better validation loss (0 = never stop early); the best weights are kept."),
     learning_rate: float = typer.Option(DEFAULTS["learning_rate"], "--learning-rate", help="Adam learning rate."),
+    lr_schedule: str = typer.Option(DEFAULTS["lr_schedule"], "--lr-schedule", help="plateau (halve the learning rate "
+        "when the validation loss stalls) or constant."),
+    shape_scale: bool = typer.Option(DEFAULTS["shape_scale"], "--shape-scale/--no-shape-scale", help="With --center: "
+        "the network sees each window's deviations from its mean divided by their typical size in training (a "
+        "fixed per-feature scale inside the model), so slow or spiky signals with small in-window deviations are "
+        "learnt too (benchmarks/notes/skill.md)."),
+    windows_per_epoch: int = typer.Option(DEFAULTS["windows_per_epoch"], "--windows-per-epoch", help="Training "
+        "windows per epoch: a longer series is seen in slices of this many (reshuffled, every window comes round), "
+        "so early stopping checks at the same pace on long and short series."),
     validation_fraction: float = typer.Option(DEFAULTS["validation_fraction"], "--validation-fraction", help="Held-out "
         "tail of the training rows (early stopping and threshold)."),
     scaler: str = typer.Option(DEFAULTS["scaler"], "--scaler", help="minmax, standard or robust (median / "

@@ -6,8 +6,9 @@ interleaved in rounds: once with the bundle's TFLite :class:`Scorer`, once
 with a scorer that returns a fixed score at once. The second run costs
 everything but the model (quality, windowing, smoothing, dynamic threshold,
 event logic, sensor-health checks); ``logic / invoke`` is the ratio the
-detection issue bounds at 5%. Thread CPU time (``time.thread_time``), medians
-over rounds.
+detection issue bounds at 5%. The logic-only run is repeated for each score
+mode (``--score-modes``: the window mean, per-row localized scores) in the
+same rounds. Thread CPU time (``time.thread_time``), medians over rounds.
 
 Run: ``.venv/bin/python -m benchmarks.detection_cost [--bundle B.vigil] [--block 100]``
 (default bundle: a reference window-128 / hop-32 run trained and converted once into benchmarks/.work).
@@ -57,11 +58,14 @@ def _with_detection(bundle_path: Path, out: Path) -> Path:
     return out
 
 
-def _run(bundle: Any, scorer: Any, values: np.ndarray, block: int, rate: float) -> tuple[float, int]:
+def _run(bundle: Any, scorer: Any, values: np.ndarray, block: int, rate: float,
+         mode: str = "window") -> tuple[float, int]:
+    from edge_agent.detection.settings import ScoreSettings
     from edge_agent.pipeline import PipelineSettings, StreamingPipeline
     from edge_agent.sources.base import SampleBlock
 
-    pipeline = StreamingPipeline(bundle, PipelineSettings.for_bundle(bundle), scorer=scorer, rate_hz=rate)
+    settings = PipelineSettings.for_bundle(bundle, score=ScoreSettings(mode))
+    pipeline = StreamingPipeline(bundle, settings, scorer=scorer, rate_hz=rate)
     stamps = 1.7e9 + np.arange(len(values)) / rate
     started = time.thread_time()
     for i in range(0, len(values), block):
@@ -69,7 +73,8 @@ def _run(bundle: Any, scorer: Any, values: np.ndarray, block: int, rate: float) 
     return time.thread_time() - started, pipeline.windows_scored
 
 
-def main(bundle_arg: str | None, block: int, seconds: float, rounds: int) -> None:
+def main(bundle_arg: str | None, block: int, seconds: float, rounds: int,
+         modes: tuple[str, ...] = ("window", "row")) -> None:
     from benchmarks.reference import WORK, convert, reference_run
     from edge_agent.bundle import load_bundle
     from edge_agent.runtime import Scorer
@@ -89,25 +94,30 @@ def main(bundle_arg: str | None, block: int, seconds: float, rounds: int) -> Non
     values = np.asarray(values, dtype=np.float32)
     scorer = Scorer(bundle)
     fixed = FixedScorer(scorer.score(values[: bundle.spec.window]))
-    model_s, logic_s, windows = [], [], 0
+    model_s: list[float] = []
+    logic_s: dict[str, list[float]] = {m: [] for m in modes}
+    windows = 0
     for r in range(rounds):
-        seconds_model, windows = _run(bundle, scorer, values, block, rate)
-        seconds_logic, _ = _run(bundle, fixed, values, block, rate)
+        seconds_model, windows = _run(bundle, scorer, values, block, rate, modes[0])
         model_s.append(seconds_model)
-        logic_s.append(seconds_logic)
-        log(f"round {r + 1}: with model {seconds_model:.3f} s, logic only {seconds_logic:.3f} s, {windows} windows")
+        for mode in modes:
+            logic_s[mode].append(_run(bundle, fixed, values, block, rate, mode)[0])
+        log(f"round {r + 1}: with model {seconds_model:.3f} s, logic only "
+            + ", ".join(f"{m} {v[-1]:.3f} s" for m, v in logic_s.items()) + f", {windows} windows")
     per_window_total = statistics.median(model_s) / windows * 1e3
-    per_window_logic = statistics.median(logic_s) / windows * 1e3
-    invoke = per_window_total - per_window_logic
+    logic = {m: statistics.median(v) / windows * 1e3 for m, v in logic_s.items()}
+    invoke = per_window_total - logic[modes[0]]
     data = {"bundle": str(path), "window": bundle.spec.window, "hop": bundle.spec.hop, "rate_hz": rate,
             "block_samples": block, "signal_seconds": seconds, "rounds": rounds, "windows": windows,
-            "ms_per_window_total": per_window_total, "ms_per_window_logic": per_window_logic,
-            "ms_per_window_model": invoke, "logic_over_model": per_window_logic / invoke,
-            "rounds_total_s": model_s, "rounds_logic_s": logic_s}
-    table = md_table(["window / hop", "block", "windows", "total ms/window", "model ms/window",
-                      "logic ms/window", "logic / model"],
-                     [[f"{bundle.spec.window} / {bundle.spec.hop}", block, windows, per_window_total, invoke,
-                       per_window_logic, per_window_logic / invoke]])
+            "ms_per_window_total": per_window_total, "ms_per_window_logic": logic[modes[0]],
+            "ms_per_window_model": invoke, "logic_over_model": logic[modes[0]] / invoke,
+            "score_modes": {m: {"ms_per_window_logic": logic[m], "logic_over_model": logic[m] / invoke}
+                            for m in modes},
+            "rounds_total_s": model_s, "rounds_logic_s": logic_s[modes[0]], "rounds_logic_s_by_mode": logic_s}
+    table = md_table(["window / hop", "block", "score mode", "windows", "model ms/window", "logic ms/window",
+                      "logic / model"],
+                     [[f"{bundle.spec.window} / {bundle.spec.hop}", block, m, windows, invoke, logic[m],
+                       logic[m] / invoke] for m in modes])
     write_results("detection_cost", data, table, COMMAND)
 
 
@@ -117,5 +127,7 @@ if __name__ == "__main__":
     parser.add_argument("--block", type=int, default=100, help="samples per read (the agent reads ~0.1 s)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of 3-axis signal per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--score-modes", default="window,row",
+                        help="logic-only runs per score mode (the first is also paired with the model)")
     args = parser.parse_args()
-    main(args.bundle, args.block, args.seconds, args.rounds)
+    main(args.bundle, args.block, args.seconds, args.rounds, tuple(m for m in args.score_modes.split(",") if m))

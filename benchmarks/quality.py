@@ -34,6 +34,7 @@ Run: ``.venv/bin/python -m benchmarks.quality`` (``--only NAME`` for one series)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,11 +54,25 @@ DEFAULT_WORK = WORK / "quality"
 # policy and dynamic threshold), for the Keras model and the chosen bundle; the *_rows entries and the
 # others are row-level "score > static threshold" baselines without any event logic.
 PUBLISHED = ("float", "auto")
+#: ``--score-modes``: what the published events are decided on (``detection.score``), replayed over the
+#: same window scores: the window mean (today), per-row scores with the max or the mean of the rows a
+#: window finalizes, and per-row scores finalized without waiting for later windows (delay 0).
+SCORE_VARIANTS: dict[str, dict[str, Any]] = {
+    "window": {"mode": "window"},
+    "row": {"mode": "row"},
+    "row-mean": {"mode": "row", "reduce": "mean"},
+    "row-delay0": {"mode": "row", "delay_rows": 0},
+    "row-cal": {"mode": "row"},  # with the static floor re-set on held-out row decisions (CALIBRATED)
+}
+#: Variants whose static threshold is calibrated again, label-free, the trainer's way (the run's
+#: strategy and false-alarm budget) on the held-out rows' decision scores of that score mode.
+CALIBRATED = ("row-cal",)
 MODELS = (*PUBLISHED, "float_rows", "auto_rows", "isolation_forest", "random_same", "random_rate")
 
 
 def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
-                    rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None) -> dict[str, Any]:
+                    rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None,
+                    score_modes: list[str] | None = None) -> dict[str, Any]:
     """Train, convert, score and measure one series (runs inside a worker process).
 
     ``runs``: read the trained run and bundle from ``runs/<series>/`` (never train or convert there).
@@ -70,8 +85,13 @@ def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
     base = work / series.name
     source = base if runs is None else runs / series.name
     run_dir, bundle_path = source / "run", source / "auto.vigil"
-    if runs is not None and not ((run_dir / "run.json").is_file() and bundle_path.is_file()):
-        raise FileNotFoundError(f"{source}: no trained run and bundle to reuse")
+    if runs is not None:  # read-only source: a bundle it lacks is converted into this work directory
+        if not (run_dir / "run.json").is_file():
+            raise FileNotFoundError(f"{source}: no trained run to reuse")
+        if not bundle_path.is_file():
+            bundle_path = base / "auto.vigil"
+            base.mkdir(parents=True, exist_ok=True)
+        reuse = True  # never train or convert into the source
     started = time.perf_counter()
     if not (reuse and (run_dir / "run.json").is_file()):
         extra = {} if epochs is None else {"epochs": epochs}
@@ -91,10 +111,12 @@ def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
     test = series.load_test()
     ranges = series.label_ranges(test)
     local = [(s - test.row_offset, e - test.row_offset) for s, e in ranges]
-    models = published(series, run, bundle_path, ranges, base) if rejudge else {}
+    base.mkdir(parents=True, exist_ok=True)
+    pub = published(series, run, bundle_path, ranges, base, source, score_modes)
+    models = pub
     if not rejudge:
         scores = model_scores(run, bundle_path, test.values)
-        models = {**published(series, run, bundle_path, ranges, base),
+        models = {**pub,
                   **measure(scores, local, test.n_rows, run, seed=len(series.name))}
     training = run.meta["training"]
     out = {"name": series.name, "group": series.group, "features": test.names, "test_rows": test.n_rows,
@@ -107,23 +129,28 @@ def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
 
 
 def published(series: Series, run: Any, bundle_path: Path, ranges: list[tuple[int, int]],
-              base: Path) -> dict[str, Any]:
+              base: Path, source: Path | None = None, score_modes: list[str] | None = None) -> dict[str, Any]:
     """Event metrics of what the device publishes, for the float model and the chosen bundle.
 
     The float model's window scores are cached (``float_windows.npz``) so that ``--rejudge``
-    can replay new detection settings over the same scores in seconds.
+    can replay new detection settings over the same scores in seconds. With ``score_modes``
+    each model is scored once and its windows replayed under every score mode (``<model>@<mode>``).
     """
     from edge_agent.bundle import load_bundle
     from trainer.pipeline_view import KerasWindowScorer, bundle_view
     from trainer.published import published_events
 
+    if score_modes:
+        return published_modes(series, run, bundle_path, ranges, base, source or base, score_modes)
     cache = base / "float_windows.npz"
+    if not cache.is_file() and source is not None and (source / "float_windows.npz").is_file():
+        cache = source / "float_windows.npz"  # the shared run's cache, read only
     scorer: Any = CachedScorer.load(cache) if cache.is_file() else RecordingScorer(KerasWindowScorer(run))
     out = {}
     pub = published_events(bundle_view(run), series.path, ranges, rows=series.test_rows, columns=run.features,
                            scorer=scorer)
     if isinstance(scorer, RecordingScorer):
-        scorer.save(cache)
+        scorer.save(base / "float_windows.npz")
     out["float"] = _published_entry(pub)
     pub = published_events(load_bundle(bundle_path), series.path, ranges, rows=series.test_rows,
                            columns=run.features)
@@ -138,35 +165,120 @@ def _published_entry(pub: dict[str, Any]) -> dict[str, Any]:
             "events": pub["events"], "sensor_faults": len(pub["sensor_faults"])}
 
 
+def published_modes(series: Series, run: Any, bundle_path: Path, ranges: list[tuple[int, int]], base: Path,
+                    source: Path, score_modes: list[str]) -> dict[str, Any]:
+    """``float@<mode>`` / ``auto@<mode>`` for each score mode, and ``float`` / ``auto`` as the bundle ships.
+
+    Each model scores the data once (the float model's windows, with their step errors, are cached in
+    ``float_steps.npz``); the other replays reuse those window scores, so the modes are compared on
+    identical numbers.
+    """
+    from edge_agent.bundle import load_bundle
+    from edge_agent.detection.settings import ScoreSettings
+    from edge_agent.pipeline import PipelineSettings
+    from edge_agent.runtime import Scorer
+    from trainer.pipeline_view import KerasWindowScorer, bundle_view
+    from trainer.published import published_events
+
+    cache = base / "float_steps.npz"
+    float_scorer: Any = CachedScorer.load(cache) if cache.is_file() else RecordingScorer(KerasWindowScorer(run))
+    bundle = load_bundle(bundle_path)
+    floors = {m: heldout_threshold(run, ScoreSettings(**SCORE_VARIANTS[m])) for m in score_modes if m in CALIBRATED}
+    out: dict[str, Any] = {}
+    for key, view, first in (("float", bundle_view(run), float_scorer),
+                             ("auto", bundle, RecordingScorer(PerWindow(Scorer(bundle))))):
+        scorer = first
+        for mode in [None, *score_modes]:
+            settings = None if mode is None else PipelineSettings.for_bundle(
+                view, score=ScoreSettings(**SCORE_VARIANTS[mode]))
+            judged = view if mode not in floors else dataclasses.replace(view, threshold=floors[mode])
+            pub = published_events(judged, series.path, ranges, rows=series.test_rows, columns=run.features,
+                                   scorer=scorer, settings=settings)
+            out[key if mode is None else f"{key}@{mode}"] = _published_entry(pub)
+            if isinstance(scorer, RecordingScorer):
+                if key == "float":
+                    scorer.save(cache)
+                scorer = scorer.replayer()
+            else:
+                scorer = scorer.replayer()
+    return out
+
+
+def heldout_threshold(run: Any, score: Any) -> float:
+    """The run's static threshold rule applied to its held-out rows' decision scores under ``score``."""
+    from edge_agent.pipeline import PipelineSettings
+    from trainer.calibrate import calibrate_threshold, parse_false_alarms
+    from trainer.pipeline_view import KerasWindowScorer, bundle_view
+    from trainer.published import decision_scores
+    from trainer.threshold import normal_threshold, parse_strategy
+
+    view = bundle_view(run)
+    _, heldout = run.split_train_rows()
+    rate = run.meta.get("sampling_rate_hz")
+    scores = decision_scores(view, heldout, KerasWindowScorer(run), PipelineSettings.for_bundle(view, score=score),
+                             rate)
+    meta = run.meta["threshold"]
+    strategy = parse_strategy(meta["strategy"], meta.get("k", 3.0))
+    if strategy.name != "pot":
+        return float(normal_threshold(scores, strategy))
+    budget = parse_false_alarms(str((meta.get("params") or {}).get("false_alarms", "auto")))
+    value, _, _ = calibrate_threshold(scores, budget, rate, run.spec.hop)
+    return float(value)
+
+
+class PerWindow:
+    """``score_many`` over a scorer that scores one window at a time (the device's TFLite :class:`Scorer`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def score_many(self, windows: np.ndarray) -> list[Any]:
+        return [self.inner.score(w) for w in windows]
+
+
 class RecordingScorer:
-    """Scores through ``inner`` and remembers every window score, in order."""
+    """Scores through ``inner`` and remembers every window score (and step errors), in order."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.scores: list[float] = []
         self.errors: list[np.ndarray] = []
+        self.steps: list[np.ndarray] = []
 
     def score_many(self, windows: np.ndarray) -> list[Any]:
         results = self.inner.score_many(windows)
         self.scores.extend(r.score for r in results)
         self.errors.extend(r.feature_errors for r in results)
+        self.steps.extend(r.step_errors for r in results if r.step_errors is not None)
         return results
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"scores": np.asarray(self.scores, dtype=np.float64), "errors": np.asarray(self.errors, dtype=np.float64)}
+        if self.steps and len(self.steps) == len(self.scores):
+            out["steps"] = np.asarray(self.steps, dtype=np.float64)
+        return out
+
     def save(self, path: Path) -> None:
-        np.savez(path, scores=np.asarray(self.scores, dtype=np.float64),
-                 errors=np.asarray(self.errors, dtype=np.float64))
+        np.savez(path, **self.arrays())
+
+    def replayer(self) -> CachedScorer:
+        a = self.arrays()
+        return CachedScorer(a["scores"], a["errors"], a.get("steps"))
 
 
 class CachedScorer:
     """Replays recorded window scores in order (the same data gives the same windows in the same order)."""
 
-    def __init__(self, scores: np.ndarray, errors: np.ndarray) -> None:
-        self.scores, self.errors, self.next = scores, errors, 0
+    def __init__(self, scores: np.ndarray, errors: np.ndarray, steps: np.ndarray | None = None) -> None:
+        self.scores, self.errors, self.steps, self.next = scores, errors, steps, 0
 
     @classmethod
     def load(cls, path: Path) -> CachedScorer:
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["scores"], data["errors"])
+            return cls(data["scores"], data["errors"], data["steps"] if "steps" in data.files else None)
+
+    def replayer(self) -> CachedScorer:
+        return CachedScorer(self.scores, self.errors, self.steps)
 
     def score_many(self, windows: np.ndarray) -> list[Any]:
         from edge_agent.core.scoring import WindowScore
@@ -175,7 +287,9 @@ class CachedScorer:
         if b > len(self.scores):
             raise RuntimeError("cached scores do not match the windows (delete float_windows.npz)")
         self.next = b
-        return [WindowScore(float(s), e) for s, e in zip(self.scores[a:b], self.errors[a:b], strict=True)]
+        steps = [None] * (b - a) if self.steps is None else list(self.steps[a:b])
+        return [WindowScore(float(s), e, st)
+                for s, e, st in zip(self.scores[a:b], self.errors[a:b], steps, strict=True)]
 
 
 def model_scores(run: Any, bundle_path: Path, values: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
@@ -245,13 +359,13 @@ def _random_same_threshold(run: Any, strategy: Any, rng: np.random.Generator) ->
 
 
 def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False, work: Path = DEFAULT_WORK,
-           runs: Path | None = None) -> None:
+           runs: Path | None = None, score_modes: list[str] | None = None) -> None:
     series = {s.name: s for s in all_series(every_nab=True)}[name]  # a superset: any run's series
     path = work / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if rejudge and path.is_file() else {}
     try:
-        result = evaluate_series(series, epochs, reuse or rejudge, rejudge, work, runs)
+        result = evaluate_series(series, epochs, reuse or rejudge, rejudge, work, runs, score_modes)
         if rejudge and "models" in previous:  # keep the row-level baselines of the full run
             result["models"] = {**previous["models"], **result["models"]}
     except Exception as exc:  # a series the defaults cannot handle is a result
@@ -260,7 +374,8 @@ def worker(name: str, epochs: int | None, reuse: bool, rejudge: bool = False, wo
 
 
 def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
-            rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None) -> list[dict[str, Any]]:
+            rejudge: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None,
+            score_modes: list[str] | None = None) -> list[dict[str, Any]]:
     pending, running = list(names), []
     while pending or running:
         while pending and len(running) < jobs:
@@ -271,6 +386,7 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
             cmd += ["--reuse"] if reuse else []
             cmd += ["--rejudge"] if rejudge else []
             cmd += ["--work", str(work)] + ([] if runs is None else ["--runs", str(runs)])
+            cmd += ["--score-modes", ",".join(score_modes)] if score_modes else []
             running.append((name, subprocess.Popen(cmd, cwd=ROOT,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
@@ -285,10 +401,17 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
     return out
 
 
+def model_keys(results: list[dict[str, Any]]) -> list[str]:
+    """MODELS, then the ``<model>@<score mode>`` entries every evaluated series has."""
+    ok = [r for r in results if "models" in r]
+    extra = sorted({k for r in ok for k in r["models"] if "@" in k and all(k in q["models"] for q in ok)})
+    return [*MODELS, *extra]
+
+
 def totals(results: list[dict[str, Any]], group: str | None = None) -> dict[str, Any]:
     ok = [r for r in results if "models" in r and (group is None or r["group"].startswith(group))]
     out = {}
-    for key in MODELS:
+    for key in model_keys(results):
         tp = sum(r["models"][key]["tp"] for r in ok)
         fp = sum(r["models"][key]["fp"] for r in ok)
         fn = sum(r["models"][key]["fn"] for r in ok)
@@ -317,7 +440,8 @@ def group_totals(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def render(data: dict[str, Any]) -> str:
-    f1_keys = (*PUBLISHED, "float_rows", "isolation_forest", "random_rate")
+    modes = tuple(k for k in model_keys(data["series"]) if "@" in k)
+    f1_keys = (*PUBLISHED, *modes, "float_rows", "isolation_forest", "random_rate")
     head = ["series", "events", "window", "epochs", "skill ratio", "auto mode"] + [f"{k} F1" for k in f1_keys] + \
            [f"{k} PR-AUC" for k in ("float_rows", "isolation_forest", "random_rate")]
     rows = []
@@ -358,7 +482,8 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def pr_table(data: dict[str, Any]) -> str:
-    keys = (*PUBLISHED, "float_rows", "isolation_forest", "random_rate")
+    modes = tuple(k for k in model_keys(data["series"]) if "@" in k)
+    keys = (*PUBLISHED, *modes, "float_rows", "isolation_forest", "random_rate")
     rows = []
     for r in data["series"]:
         if "models" not in r:
@@ -376,15 +501,16 @@ def pr_table(data: dict[str, Any]) -> str:
 
 def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool, rejudge: bool = False,
          every_nab: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None,
-         results_name: str = "quality") -> None:
+         results_name: str = "quality", score_modes: list[str] | None = None) -> None:
     series = [s for s in all_series(every_nab) if not only or s.name in only]
     names = [s.name for s in series]
     # longest training first, so the last jobs to finish are short ones
     biggest_first = [s.name for s in sorted(series, key=lambda s: s.train_rows[0] - s.train_rows[1])]
     started = time.perf_counter()
-    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge, work, runs)}
+    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge, work, runs, score_modes)}
     results = [by_name[n] for n in names]
     data = {"epochs": epochs, "jobs": jobs, "trainer_defaults": trainer_defaults(), "series": results,
+            "score_modes": {m: SCORE_VARIANTS[m] for m in score_modes or []},
             "seconds": time.perf_counter() - started,
             "totals": group_totals(results)}
     write_results(results_name, data, render(data), COMMAND)
@@ -404,6 +530,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=Path, default=None,
                         help="reuse the trained runs and bundles of this work directory (read only)")
     parser.add_argument("--results", default="quality", help="name of benchmarks/results/<NAME>.json and .md")
+    parser.add_argument("--score-modes", type=lambda v: [m for m in v.split(",") if m], default=None,
+                        help=f"also replay the published events under these score modes ({', '.join(SCORE_VARIANTS)})")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="rewrite results/quality.md from quality.json")
     args = parser.parse_args()
@@ -414,7 +542,10 @@ if __name__ == "__main__":
         write_results(args.results, saved, render(saved), COMMAND)
     elif args.worker:
         worker(args.worker, args.epochs, args.reuse, args.rejudge, args.work.resolve(),
-               None if args.runs is None else args.runs.resolve())
+               None if args.runs is None else args.runs.resolve(), args.score_modes)
     else:
+        unknown = set(args.score_modes or []) - set(SCORE_VARIANTS)
+        if unknown:
+            parser.error(f"unknown score modes {sorted(unknown)}; known: {', '.join(SCORE_VARIANTS)}")
         main(args.epochs, args.jobs, args.only, args.reuse, args.rejudge, args.every_nab, args.work.resolve(),
-             None if args.runs is None else args.runs.resolve(), args.results)
+             None if args.runs is None else args.runs.resolve(), args.results, args.score_modes)

@@ -7,6 +7,15 @@ correlation, max and mean absolute difference, and the share of windows whose
 above/below-threshold decision differs. The bundle also scores the windows a
 second time in reverse order; the two passes must agree bit for bit, which
 proves no state leaks from one window into the next.
+
+Rank correlation says nothing about near-tied scores: a model whose held-out
+scores are equal to seven digits ranks them by rounding noise, so even the
+float32 bundle gets Spearman 0. Keras scores closer than ``NEAR_TIE_REL_ERROR``
+times their mean are therefore ties: the rank test compares the order of the
+tie groups (the bundle's scores averaged within each group), and a set that is
+one single group (near-constant scores) is judged on the largest relative
+error of its scores instead (``judged_on`` says which). The decision-flip and
+order checks apply either way.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ from converter.windows import WindowSet
 from edge_agent.core import Scaler
 from edge_agent.runtime import Scorer
 from trainer.keras_scoring import keras_window_scores
+
+#: Keras scores closer than this times their mean are ties for the rank test; a near-constant set
+#: passes when no bundle score is off by more than this times the mean.
+NEAR_TIE_REL_ERROR = 1e-3
 
 
 @dataclass
@@ -44,6 +57,7 @@ class SetParity:
     order_identical: bool
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    judged_on: str = "spearman"  # "spearman, near-ties merged" / "relative error": see the module docstring
 
 
 @dataclass
@@ -111,6 +125,32 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((ra - ra.mean()) * (rb - rb.mean())) / (sa * sb))
 
 
+def tie_tolerant_spearman(keras: np.ndarray, bundle: np.ndarray) -> tuple[float, str]:
+    """Spearman over the tie groups of near-equal Keras scores, and how the set is to be judged.
+
+    Sorted Keras scores less than ``NEAR_TIE_REL_ERROR * mean|keras|`` apart
+    chain into one group; the bundle's scores are averaged within each group
+    so the order inside a near-tie does not count. One group only: the
+    scores are near-constant, the rank says nothing ("relative error").
+    """
+    keras = np.asarray(keras, np.float64)
+    bundle = np.asarray(bundle, np.float64)
+    scale = float(np.mean(np.abs(keras))) if len(keras) else 0.0
+    if len(keras) < 2 or scale == 0:
+        return spearman(keras, bundle), "spearman"
+    order = np.argsort(keras, kind="stable")
+    steps = np.diff(keras[order]) > NEAR_TIE_REL_ERROR * scale
+    group_sorted = np.concatenate([[0], np.cumsum(steps)])
+    if group_sorted[-1] == len(keras) - 1:  # no near-ties: the plain rank test
+        return spearman(keras, bundle), "spearman"
+    if group_sorted[-1] == 0:
+        return spearman(keras, bundle), "relative error"
+    group = np.empty(len(keras), dtype=np.int64)
+    group[order] = group_sorted
+    averaged = (np.bincount(group, weights=bundle) / np.bincount(group))[group]
+    return spearman(group.astype(np.float64), averaged), "spearman, near-ties merged"
+
+
 def scorer_scores(scorer: Scorer, raw: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """Scores of ``raw`` windows scored one by one in ``order`` (returned in input order)."""
     order = np.arange(len(raw)) if order is None else order
@@ -130,11 +170,15 @@ def compare(
     diff = np.abs(keras - bundle) if finite else np.full(len(keras), np.inf)
     flips = int(np.count_nonzero((keras > threshold) != (bundle > threshold)))
     share = flips / len(keras) if len(keras) else 0.0
-    rho = spearman(keras, bundle) if finite else float("nan")
+    rho, judged_on = tie_tolerant_spearman(keras, bundle) if finite else (float("nan"), "spearman")
     identical = bool(np.array_equal(bundle, bundle_reversed))
     mean_score = float(np.mean(np.abs(keras))) if len(keras) else 0.0
+    rel_error = float(diff.max() / mean_score) if len(diff) and mean_score > 0 else 0.0
     if not finite:
         reasons.append("bundle produced non-finite scores")
+    elif judged_on == "relative error":
+        if rel_error > NEAR_TIE_REL_ERROR:
+            reasons.append(f"near-constant scores off by {rel_error:.2e} of their mean > {NEAR_TIE_REL_ERROR:g}")
     elif rho < limits.min_spearman:
         reasons.append(f"spearman {rho:.5f} < {limits.min_spearman}")
     if share > limits.max_flipped:
@@ -147,12 +191,13 @@ def compare(
         spearman=rho,
         max_abs_diff=float(diff.max()) if len(diff) else 0.0,
         mean_abs_diff=float(diff.mean()) if len(diff) else 0.0,
-        max_rel_diff=float(diff.max() / mean_score) if len(diff) and mean_score > 0 else 0.0,
+        max_rel_diff=rel_error,
         flipped=flips,
         flipped_share=share,
         order_identical=identical,
         passed=not reasons,
         reasons=reasons,
+        judged_on=judged_on,
     )
 
 

@@ -213,3 +213,29 @@ def test_feature_stats_json_forms_and_errors() -> None:
         assert info.value.key == key and "\n" not in str(info.value)
     with pytest.raises(VigilInputError, match="no training statistics"):
         feature_stats_from_json(as_list, ["a", "c"])
+
+
+@pytest.mark.parametrize("full_scale", [None, (-4.5, 4.5)])
+def test_the_quick_all_clear_never_hides_a_candidate(full_scale: tuple[float, float] | None) -> None:
+    """``all_clear`` (the cheap path for healthy chunks) is True only where ``check`` flags nothing."""
+    from edge_agent.detection.sensor_faults import _FeatureLimits
+
+    settings = SensorHealthSettings(check_samples=64, hold_samples=128, full_scale=full_scale)
+    limits = _FeatureLimits(settings, stats_for(settings))
+    rng = np.random.default_rng(7)
+    kinds = {"clean": 0, "clear": 0}
+    for trial in range(400):
+        chunk = rng.normal(0.0, 1.0, (1, 64, 3))
+        f = trial % 3
+        if trial % 4 == 1:
+            chunk[0, :, f] = 0.3 + rng.normal(0, 1e-4, 64) * (trial % 8 == 1)  # flat or nearly flat
+        elif trial % 4 == 2:
+            chunk[0, rng.integers(0, 64, 12), f] = rng.choice([limits.bound_hi[f], 9.0, -4.5])  # clipped / far
+        elif trial % 4 == 3 and trial % 8 == 3:
+            chunk[0, 5, f] = np.nan
+        flagged = any(c is not None and c.flags.any() for c in limits.check(chunk).values())
+        kinds["clean"] += not flagged
+        if limits.all_clear(chunk):
+            kinds["clear"] += 1
+            assert not flagged
+    assert kinds["clear"] > 50 and kinds["clean"] > kinds["clear"] / 2  # the quick path is taken, and not always

@@ -151,13 +151,14 @@ def test_agent_equals_vigil_score_with_dynamic_threshold_and_sensor_faults(bundl
 def test_row_mode_starts_events_at_the_anomalous_rows(detect_bundle: Path, row_bundle: Path, tmp_path: Path) -> None:
     """A row-mode event starts where the error is, not at the end of the first window that saw it."""
     from edge_agent.bundle import load_bundle
+    from edge_agent.detection.settings import ScoreSettings
     from edge_agent.pipeline import PipelineSettings, replay_file
 
     data = _stamped_csv(tmp_path / "data.csv")
     rows = load_bundle(row_bundle)
     result = replay_file(rows, data)
     assert result.counters["windows_scored"] > 0
-    by_window = replay_file(rows, data, settings=PipelineSettings.for_bundle(rows, score_mode="window"))
+    by_window = replay_file(rows, data, settings=PipelineSettings.for_bundle(rows, score=ScoreSettings("window")))
     assert [e["start_sample"] for e in by_window.events] == \
         [e["start_sample"] for e in replay_file(load_bundle(detect_bundle), data).events]
     for start, end in ANOMALIES:

@@ -23,21 +23,24 @@ def test_scorer_step_errors_average_to_the_feature_errors(tiny_bundle_3f: Path) 
         np.testing.assert_array_equal(result.step_errors.mean(axis=0), result.feature_errors)
 
 
-def _feed(agg, step_errors: np.ndarray, window: int, hop: int, chunks: list[int] | None = None):
-    """Feed windows ending at window-1, window-1+hop, ...; rows handed over in ``chunks`` pieces."""
+def _feed(agg, step_errors: np.ndarray, window: int, hop: int, blocks: list[int] | None = None):
+    """Windows ending at window-1, window-1+hop, ...; rows handed over in blocks of the sizes ``blocks``."""
+    n_rows = window + (len(step_errors) - 1) * hop
+    ends = window - 1 + hop * np.arange(len(step_errors))
     out_rows, out_scores = [], []
-    handed = 0
-    for k in range(len(step_errors)):
-        end = window - 1 + k * hop
-        rows = np.arange(handed, end + 1)
-        pieces = np.array_split(rows, chunks[k % len(chunks)]) if chunks else [rows]
-        for piece in pieces:
-            agg.extend(piece, piece * 0.5)
-        handed = end + 1
-        final = agg.add_window(step_errors[k])
-        out_rows.extend(final.rows.tolist())
-        out_scores.extend(final.scores.tolist())
-        np.testing.assert_array_equal(final.times, final.rows * 0.5)
+    start, b, k = 0, 0, 0
+    while start < n_rows:
+        size = (blocks or [n_rows])[b % len(blocks or [n_rows])]
+        rows = np.arange(start, min(start + size, n_rows))
+        agg.extend(rows, rows * 0.5)
+        while k < len(ends) and ends[k] <= rows[-1]:
+            n = agg.add_window(step_errors[k], int(rows[-1] - ends[k]))
+            assert n == agg.last - agg.first
+            out_rows.extend(agg.rows[agg.first:agg.last].tolist())
+            out_scores.extend(agg.scores[agg.first:agg.last].tolist())
+            np.testing.assert_array_equal(agg.times[agg.first:agg.last], agg.rows[agg.first:agg.last] * 0.5)
+            k += 1
+        start, b = rows[-1] + 1, b + 1
     return np.array(out_rows), np.array(out_scores)
 
 
@@ -69,7 +72,7 @@ def test_row_scores_match_a_direct_computation_whatever_the_read_sizes() -> None
         sums[k * hop:k * hop + window] += steps[k]
         counts[k * hop:k * hop + window] += 1
     for delay in (0, 5, window - 1):
-        rows, scores = _feed(RowAggregator(window, hop, weights, delay), steps, window, hop, chunks=[1, 2, 3])
+        rows, scores = _feed(RowAggregator(window, hop, weights, delay), steps, window, hop, blocks=[1, 7, 2, 300, 3])
         assert rows.tolist() == list(range(len(rows))) and len(rows) == n_rows - delay
         # reference: row r is final at the first window ending at or after r + delay, with the
         # windows ended by then that cover it

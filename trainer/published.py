@@ -61,3 +61,25 @@ def judge(result: ReplayResult, label_ranges: list[tuple[int, int]]) -> dict[str
         "windows_scored": result.counters.get("windows_scored"),
         "result": result,
     }
+
+
+def decision_scores(bundle: Bundle, values: np.ndarray, scorer: Any, settings: PipelineSettings,
+                    rate_hz: float | None = None) -> np.ndarray:
+    """The smoothed score of every decision the pipeline makes on ``values`` ``[rows, features]``.
+
+    What a static threshold for ``settings`` (its score mode and smoothing)
+    must be calibrated on: the held-out rows replayed through the device's
+    pipeline, with the threshold and sensor checks out of the way.
+    """
+    from dataclasses import replace
+
+    from edge_agent.pipeline import StreamingPipeline
+    from edge_agent.sources.base import SampleBlock
+
+    quiet = replace(settings, dynamic_threshold=False, sensor_faults=False)
+    pipeline = StreamingPipeline(bundle, quiet, scorer=scorer, rate_hz=rate_hz, log_windows=True)
+    rows = np.asarray(values, dtype=np.float32)
+    stamps = np.arange(len(rows), dtype=np.float64) / (rate_hz or 1.0)
+    pipeline.process(SampleBlock(rows, stamps))
+    assert pipeline.log is not None
+    return np.asarray(pipeline.log.scores, dtype=np.float64)

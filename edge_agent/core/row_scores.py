@@ -5,42 +5,36 @@ long window is diluted, and it is reported at the window's last row. Every
 window also has the error of each of its rows (``WindowScore.step_errors``);
 with hop < window a row is covered by up to ``ceil(window / hop)`` windows.
 :class:`RowAggregator` sums those errors per row as the windows arrive and
-*finalizes* a row once ``delay`` further samples have been windowed: its
-score is then the mean over the windows that covered it so far (all of them
-when ``delay = window - 1``, the default), weighted over features like the
-window score. Causal by construction (a row's score uses only windows that
-ended at most ``delay`` samples after it) and bounded: a few ``window``-sized
-buffers, whatever the stream length.
+*finalizes* a row once the windowed samples have reached ``delay`` samples
+past it: its score is then the mean over the windows that covered it so far
+(all of them when ``delay = window - 1``, the default), weighted over
+features like the window score. Causal by construction (a row's score uses
+only windows that ended by then) and bounded: buffers of a few windows plus
+the largest block handed over at once, whatever the stream length.
 
 Positions are sample counts since the last :meth:`RowAggregator.reset`, not
 stream rows: a sample skipped by the quality step is in no window. The caller
-hands over each sample's stream row and timestamp (:meth:`extend`) before the
-window that ends at it (:meth:`add_window`), so finalized rows come back with
-their own row numbers and times.
+hands over the stream rows and timestamps of the samples (:meth:`extend`,
+once per block) and then each window with how many of those samples came
+after its end (:meth:`add_window`), so finalized rows keep their row numbers.
+
+The per-window work is a handful of numpy calls on preallocated buffers (the
+weighted step error, one add of ``[score, 1]`` per row, one divide for the
+finalized rows): the device runs it for every window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass(frozen=True)
-class FinalRows:
-    """Rows finalized by one window: views into the aggregator, valid until its next call."""
-
-    rows: np.ndarray  # int64 [k] stream rows
-    times: np.ndarray  # float64 [k]
-    scores: np.ndarray  # float64 [k] weighted mean error per row
-    feature_errors: np.ndarray  # float64 [k, features] mean error per row and feature
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-
 class RowAggregator:
-    """Streaming per-row mean of overlapping windows' step errors; see the module docstring."""
+    """Streaming per-row mean of overlapping windows' step errors; see the module docstring.
+
+    After :meth:`add_window`, the rows it finalized are buffer indices
+    ``[first, last)``: ``scores``, ``rows`` and ``times`` hold their values
+    (valid until the next call).
+    """
 
     def __init__(self, window: int, hop: int, weights: np.ndarray, delay: int | None = None) -> None:
         self.window, self.hop = int(window), int(hop)
@@ -50,67 +44,74 @@ class RowAggregator:
         if not 0 <= self.delay < self.window:
             raise ValueError(f"row delay must be in [0, {self.window - 1}], got {self.delay}")
         self.weights = np.asarray(weights, dtype=np.float64)
-        n_features = int(self.weights.shape[0])
-        # Pending samples never exceed delay + hop + window; a linear buffer of twice that is
-        # compacted (one slice copy) when it runs out, instead of ring arithmetic on every call.
-        self._capacity = 2 * (2 * self.window + self.hop)
-        self._sums = np.zeros((self._capacity, n_features), dtype=np.float64)
-        self._counts = np.zeros(self._capacity, dtype=np.float64)
-        self._rows = np.zeros(self._capacity, dtype=np.int64)
-        self._times = np.zeros(self._capacity, dtype=np.float64)
-        self._scores = np.zeros(self._capacity, dtype=np.float64)
-        self._means = np.zeros((self._capacity, n_features), dtype=np.float64)
+        self._weighted = np.ones((2, self.window), dtype=np.float64)  # [weighted step error, 1] per row
+        self._allocate(4 * (self.window + self.hop))
         self.reset()
+
+    def _allocate(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._acc = np.zeros((2, capacity), dtype=np.float64)  # per row: sum of errors, windows counted
+        self.scores = np.zeros(capacity, dtype=np.float64)
+        self.rows = np.zeros(capacity, dtype=np.int64)
+        self.times = np.zeros(capacity, dtype=np.float64)
 
     def reset(self) -> None:
         """Forget pending rows (after a gap the window buffer restarts; so do the rows)."""
         self._start = 0  # buffer index of the first pending (not finalized) sample
         self._end = 0  # buffer index after the last sample handed over
-        self._sums[:] = 0.0
-        self._counts[:] = 0.0
+        self._acc[:] = 0.0
+        self.first = self.last = 0
 
     @property
     def pending(self) -> int:
         return self._end - self._start
 
     def extend(self, rows: np.ndarray, times: np.ndarray) -> None:
-        """Stream rows and timestamps of the next samples, in order (before their windows)."""
+        """Stream rows and timestamps of the next samples, in order (before their windows are added)."""
         n = int(rows.shape[0])
         if n == 0:
             return
         if self._end + n > self._capacity:
-            self._compact()
-            if self._end + n > self._capacity:  # only the newest samples can still reach a window
-                drop = self._end + n - self._capacity
-                self._start = min(self._start + drop, self._end)
-                self._compact()
+            self._make_room(n)
         e = self._end
-        self._rows[e:e + n] = rows
-        self._times[e:e + n] = times
+        self.rows[e:e + n] = rows
+        self.times[e:e + n] = times
         self._end = e + n
 
-    def add_window(self, step_errors: np.ndarray) -> FinalRows:
-        """Account for the window ``[window, features]`` ending at the newest sample; return finalized rows."""
-        w, e = self.window, self._end
-        a = max(e - w, 0)
-        steps = step_errors[w - (e - a):]  # the window's rows still in the buffer (all, normally)
-        self._sums[a:e] += steps
-        self._counts[a:e] += 1.0
-        first, last = self._start, max(e - self.delay, self._start)
-        if last > first:
-            np.divide(self._sums[first:last], self._counts[first:last, None], out=self._means[first:last])
-            np.dot(self._means[first:last], self.weights, out=self._scores[first:last])
-        self._start = last
-        return FinalRows(self._rows[first:last], self._times[first:last], self._scores[first:last],
-                         self._means[first:last])
+    def add_window(self, step_errors: np.ndarray, after: int = 0) -> int:
+        """Account for the window ``[window, features]`` ending ``after`` samples before the newest one.
 
-    def _compact(self) -> None:
-        s, e = self._start, self._end
-        n = e - s
-        if s == 0:
-            return
-        for buf in (self._sums, self._counts, self._rows, self._times):
-            buf[:n] = buf[s:e]
-        self._sums[n:] = 0.0
-        self._counts[n:] = 0.0
-        self._start, self._end = 0, n
+        Returns how many rows it finalized (``first`` / ``last`` index them).
+        """
+        w = self.window
+        e = self._end - after
+        a = e - w
+        np.dot(step_errors, self.weights, out=self._weighted[0])
+        if a >= 0:
+            self._acc[:, a:e] += self._weighted
+        else:  # the window's oldest rows were already finalized and dropped
+            self._acc[:, 0:e] += self._weighted[:, -a:]
+        first, last = self._start, e - self.delay
+        if last <= first:
+            self.first = self.last = first
+            return 0
+        acc = self._acc
+        np.divide(acc[0, first:last], acc[1, first:last], out=self.scores[first:last])
+        self._start, self.first, self.last = last, first, last
+        return last - first
+
+    def _make_room(self, incoming: int) -> None:
+        """Move the pending rows (and the last window's reach) to the front; grow for a bigger block."""
+        keep_from = max(0, min(self._start, self._end - self.window))
+        n = self._end - keep_from
+        if n + incoming > self._capacity:  # a bigger block than before: allocate once, keep it
+            old = (self._acc, self.rows, self.times)
+            self._allocate(2 * (n + incoming))
+            self._acc[:, :n], self.rows[:n], self.times[:n] = (b[..., keep_from:self._end] for b in old)
+        else:
+            self._acc[:, :n] = self._acc[:, keep_from:self._end]
+            self.rows[:n] = self.rows[keep_from:self._end]
+            self.times[:n] = self.times[keep_from:self._end]
+            self._acc[:, n:] = 0.0
+        self._start -= keep_from
+        self._end = n

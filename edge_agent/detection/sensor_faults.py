@@ -203,6 +203,8 @@ class SensorHealthMonitor:
     def _judge(self, chunks: np.ndarray, first_rows: np.ndarray, last_rows: np.ndarray,
                first_times: np.ndarray | None, last_times: np.ndarray | None) -> list[tuple[int, SensorFaultEvent]]:
         out: list[tuple[int, SensorFaultEvent]] = []
+        if self._limits.all_clear(chunks) and not any(t.event is not None for t in self._tracks.values()):
+            return out  # the common case: nothing to open, nothing open to extend or close
         end_row = int(last_rows[-1])
         for fault, checked in self._limits.check(chunks).items():
             active = np.zeros(len(self.features), bool) if checked is None else np.asarray(checked.flags.any(axis=0))
@@ -256,6 +258,32 @@ class _FeatureLimits:
         if settings.full_scale is not None:
             fs_lo, fs_hi = settings.full_scale
             self.full_scale_tol = np.maximum(resolution / 2, BOUND_TOLERANCE * (fs_hi - fs_lo))
+        self._clear_limits(settings.check_samples)
+
+    def _clear_limits(self, width: int) -> None:
+        """Per-feature bounds inside which a chunk cannot be a candidate for any fault (see ``all_clear``)."""
+        inf = np.full(self.range_hi.shape, np.inf)
+        # high <= range_hi  <=>  high < nextafter(range_hi, +inf): one strict comparison for every fault.
+        checked = self.bounds_checked
+        highs = [np.nextafter(self.range_hi, np.inf), np.where(checked, self.bound_hi - self.bound_tol, inf)]
+        lows = [np.nextafter(self.range_lo, -np.inf), np.where(checked, self.bound_lo + self.bound_tol, -inf)]
+        if self.full_scale is not None:
+            highs.append(self.full_scale[1] - self.full_scale_tol + np.zeros_like(inf))
+            lows.append(self.full_scale[0] + self.full_scale_tol + np.zeros_like(inf))
+        self.clear_hi = np.minimum.reduce(highs)
+        self.clear_lo = np.maximum.reduce(lows)
+        # spread >= this rules out a flatline (and a zero spread, for a flat check with ratio 0)
+        self.clear_spread = np.where(self.flat_checked, np.maximum(self.flat_limit * np.sqrt(2 * width),
+                                                                   np.nextafter(0.0, 1.0)), -np.inf)
+
+    def all_clear(self, chunks: np.ndarray) -> bool:
+        """True when no chunk of ``[chunks, samples, features]`` can flag any fault (NaN: not clear).
+
+        The same candidate rules as :meth:`check`, folded into three comparisons
+        of each chunk's max and min, so a healthy chunk costs a handful of numpy calls.
+        """
+        high, low = chunks.max(axis=1), chunks.min(axis=1)
+        return bool(((high < self.clear_hi) & (low > self.clear_lo) & (high - low >= self.clear_spread)).all())
 
     def check(self, chunks: np.ndarray) -> dict[SensorFault, _Checked | None]:
         """Verdicts for ``chunks`` ``[chunks, samples, features]``; None for a fault found nowhere.

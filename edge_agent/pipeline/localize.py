@@ -6,31 +6,22 @@ scored window, but on the rows that window finalized
 mean: their max (or mean) is smoothed and thresholded as before, and an
 anomalous decision names the first and last of those rows above the threshold
 in force, so an event starts at the row where the error is, not at the end of
-the first window that saw it.
+the first window that saw it. The per-feature contributions stay the window's
+(``feature_errors``): they explain which signal, the rows explain when.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from edge_agent.bundle import Bundle
-from edge_agent.core.row_scores import FinalRows, RowAggregator
+from edge_agent.core.row_scores import RowAggregator
 from edge_agent.detection.settings import ScoreSettings
 from edge_agent.errors import VigilInputError
 
 
-class RowDecision(NamedTuple):
-    """The localized score of one window's finalized rows, and where they are."""
-
-    score: float
-    feature_errors: np.ndarray
-    final: FinalRows
-
-
 class RowScorer:
-    """Turns each scored window's step errors into a :class:`RowDecision` (None: nothing finalized)."""
+    """The localized score of each window's finalized rows; see the module docstring."""
 
     def __init__(self, bundle: Bundle, settings: ScoreSettings) -> None:
         spec = bundle.spec
@@ -38,6 +29,9 @@ class RowScorer:
         if delay is not None and delay >= spec.window:
             raise VigilInputError(f"must be below the window ({spec.window}), got {delay}", file=bundle.path,
                                   key="detection.score.delay_rows")
+        if spec.hop > spec.window:
+            raise VigilInputError(f"row scores need hop <= window (hop {spec.hop}, window {spec.window})",
+                                  file=bundle.path, key="detection.score.mode")
         weights = np.full(bundle.n_features, 1.0 / bundle.n_features) if bundle.weights is None else \
             np.asarray(bundle.weights, dtype=np.float64) / float(np.sum(bundle.weights))
         self.aggregator = RowAggregator(spec.window, spec.hop, weights, delay)
@@ -49,23 +43,29 @@ class RowScorer:
     def extend(self, rows: np.ndarray, times: np.ndarray) -> None:
         self.aggregator.extend(rows, times)
 
-    def decide(self, step_errors: np.ndarray | None, feature_errors: np.ndarray) -> RowDecision | None:
-        """Account for one window (ending at the newest sample handed over)."""
+    def decide(self, step_errors: np.ndarray | None, feature_errors: np.ndarray, after: int) -> float | None:
+        """The localized score of the rows the window (ending ``after`` samples back) finalized; None if none."""
+        agg = self.aggregator
         if step_errors is None:  # a scorer that cannot localise: every row of the window gets its mean
-            step_errors = np.broadcast_to(feature_errors, (self.aggregator.window, feature_errors.shape[0]))
-        final = self.aggregator.add_window(step_errors)
-        if len(final) == 0:
+            step_errors = np.broadcast_to(feature_errors, (agg.window, feature_errors.shape[0]))
+        n = agg.add_window(step_errors, after)
+        if n == 0:
             return None
-        if self.use_max:
-            j = int(np.argmax(final.scores))
-            return RowDecision(float(final.scores[j]), final.feature_errors[j], final)
-        return RowDecision(float(final.scores.mean()), final.feature_errors.mean(axis=0), final)
+        if n == 1:
+            return float(agg.scores[agg.first])
+        rows = agg.scores[agg.first:agg.last]
+        return float(rows.max() if self.use_max else rows.mean())
 
+    def event_span(self, threshold: float) -> tuple[int, float, int, float]:
+        """Row and time of the first and last finalized row above ``threshold`` (the peak row when none is)."""
+        agg = self.aggregator
+        scores = agg.scores[agg.first:agg.last]
+        above = np.flatnonzero(scores > threshold)
+        i, j = (int(above[0]), int(above[-1])) if len(above) else (int(np.argmax(scores)),) * 2
+        i, j = agg.first + i, agg.first + j
+        return int(agg.rows[i]), float(agg.times[i]), int(agg.rows[j]), float(agg.times[j])
 
-def event_rows(final: FinalRows, threshold: float) -> tuple[int, int]:
-    """Indices of the first and last finalized row above ``threshold`` (the peak row when none is)."""
-    above = np.flatnonzero(final.scores > threshold)
-    if len(above) == 0:
-        j = int(np.argmax(final.scores))
-        return j, j
-    return int(above[0]), int(above[-1])
+    def decision_row(self) -> tuple[int, float]:
+        """Row and time of the first row the last decision covered (where its value is logged)."""
+        agg = self.aggregator
+        return int(agg.rows[agg.first]), float(agg.times[agg.first])

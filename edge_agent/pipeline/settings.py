@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_agent.alerts import AlertPolicy
 from edge_agent.bundle import Bundle
+from edge_agent.detection.settings import ScoreSettings
 
 OFFLINE_DEVICE_ID = "offline"
 
@@ -28,8 +29,8 @@ class PipelineSettings:
     sensor_faults: bool = True
     close_on_shutdown: bool = True
     device_id: str = OFFLINE_DEVICE_ID
-    #: "window" / "row" overrides the bundle's ``detection.score.mode``; None = the bundle's.
-    score_mode: str | None = None
+    #: Overrides the bundle's ``detection.score`` (window mean or per-row scores); None = the bundle's.
+    score: ScoreSettings | None = None
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, **overrides: Any) -> PipelineSettings:

@@ -20,10 +20,11 @@ import numpy as np
 from edge_agent.alerts import AlertEvent, CloseReason, EventDetector, EventPhase
 from edge_agent.bundle import Bundle
 from edge_agent.core import Ewma, WindowBuffer
+from edge_agent.detection.settings import ScoreSettings
 from edge_agent.health import LatencyRing
 from edge_agent.payload import alert_payload, sensor_fault_payload
 from edge_agent.pipeline.frontend import frontend_for
-from edge_agent.pipeline.localize import RowScorer, event_rows
+from edge_agent.pipeline.localize import RowScorer
 from edge_agent.pipeline.settings import PipelineSettings
 from edge_agent.pipeline.thresholds import ThresholdDecider, detection_settings, make_threshold
 from edge_agent.quality import CleanRun, SampleQuality
@@ -153,19 +154,16 @@ class StreamingPipeline:
         if self._batch is not None:
             self._push_run_batched(run, out)
             return
-        handed = 0  # samples of the run already given to the row scorer
+        if self.row_scorer is not None:  # the run's rows first; each window then says where it ends
+            self.row_scorer.extend(rows, times)
+        last = len(rows) - 1
         for i, window in self.buffer.push_many(run.values):
             started = time.perf_counter()
             result = self.scorer.score(window)
             self.latency.add(time.perf_counter() - started)
-            if self.row_scorer is not None:
-                self.row_scorer.extend(rows[handed:i + 1], times[handed:i + 1])
-                handed = i + 1
-            event = self._decide(result, int(rows[i]), float(times[i]))
+            event = self._decide(result, int(rows[i]), float(times[i]), last - i)
             if event is not None:
                 out.append((int(rows[i]), 0, self._payload(event)))
-        if self.row_scorer is not None:
-            self.row_scorer.extend(rows[handed:], times[handed:])
 
     def _push_run_batched(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
         """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
@@ -180,22 +178,22 @@ class StreamingPipeline:
             started = time.perf_counter()
             results = self._batch(np.stack(windows))
             per_window = (time.perf_counter() - started) / len(windows)
-        handed = 0
+        if self.row_scorer is not None:
+            self.row_scorer.extend(run.rows, run.timestamps)
+        last = len(run.rows) - 1
         for i, result in zip(ends, results, strict=True):
             self.latency.add(per_window)
-            if self.row_scorer is not None:
-                self.row_scorer.extend(run.rows[handed:i + 1], run.timestamps[handed:i + 1])
-                handed = i + 1
-            event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
+            event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]), last - i)
             if event is not None:
                 out.append((int(run.rows[i]), 0, self._payload(event)))
-        if self.row_scorer is not None:
-            self.row_scorer.extend(run.rows[handed:], run.timestamps[handed:])
 
-    def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
-        """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""
+    def _decide(self, result: Any, row: int, stamp: float, after: int = 0) -> AlertEvent | None:
+        """Smoothing, threshold and event logic for one scored window (the order matters: causal).
+
+        ``after``: samples of the run after the window's end (where the row scorer finds its rows).
+        """
         if self.row_scorer is not None:
-            return self._decide_rows(result)
+            return self._decide_rows(result, after)
         self.windows_scored += 1
         score = self.smoother.update(result.score)
         anomalous, threshold = self.threshold.decide(score)
@@ -203,23 +201,23 @@ class StreamingPipeline:
             self.log.add(row, stamp, result.score, score, threshold, anomalous, result.feature_errors)
         return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold)
 
-    def _decide_rows(self, result: Any) -> AlertEvent | None:
+    def _decide_rows(self, result: Any, after: int) -> AlertEvent | None:
         """:meth:`_decide` on the localized score of the rows this window finalized (row mode)."""
         self.windows_scored += 1
-        assert self.row_scorer is not None
-        decision = self.row_scorer.decide(result.step_errors, result.feature_errors)
-        if decision is None:
+        rows = self.row_scorer
+        assert rows is not None
+        raw = rows.decide(result.step_errors, result.feature_errors, after)
+        if raw is None:
             return None
-        final = decision.final
-        score = self.smoother.update(decision.score)
+        score = self.smoother.update(raw)
         anomalous, threshold = self.threshold.decide(score)
         if self.log is not None:  # logged at the first finalized row: the rows it covers get its value
-            self.log.add(int(final.rows[0]), float(final.times[0]), decision.score, score, threshold, anomalous,
-                         decision.feature_errors)
-        first, last = event_rows(final, threshold) if anomalous else (len(final) - 1, len(final) - 1)
-        return self.detector.update(int(final.rows[last]), float(final.times[last]), score,
-                                    decision.feature_errors, anomalous, threshold,
-                                    start_row=int(final.rows[first]), start_time=float(final.times[first]))
+            self.log.add(*rows.decision_row(), raw, score, threshold, anomalous, result.feature_errors)
+        if not anomalous:  # a normal decision's rows are never an event's start or end
+            return self.detector.update(0, None, score, result.feature_errors, False, threshold)
+        start_row, start_time, row, stamp = rows.event_span(threshold)
+        return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold,
+                                    start_row=start_row, start_time=start_time)
 
     def _payload(self, event: AlertEvent) -> dict[str, Any]:
         if event.phase is EventPhase.OPEN:
@@ -256,14 +254,11 @@ def _pieces(block: SampleBlock, first_row: int, first: int, size: int) -> list[t
 
 def _make_row_scorer(bundle: Bundle, settings: PipelineSettings) -> RowScorer | None:
     """The row-mode scorer when the settings or the bundle's ``detection.score`` ask for it, else None."""
-    from edge_agent.detection.settings import ScoreSettings
-
-    detection, _ = detection_settings(bundle)
-    score = detection.score if detection is not None else ScoreSettings()
-    mode = settings.score_mode or score.mode
-    if mode not in ("window", "row"):
-        raise ValueError(f"score mode must be window or row, got {mode!r}")
-    return RowScorer(bundle, score) if mode == "row" else None
+    score = settings.score
+    if score is None:
+        detection, _ = detection_settings(bundle)
+        score = detection.score if detection is not None else ScoreSettings()
+    return RowScorer(bundle, score) if score.mode == "row" else None
 
 
 def _make_sensor_health(bundle: Bundle, settings: PipelineSettings, rate_hz: float | None) -> Any:

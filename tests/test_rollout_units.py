@@ -170,3 +170,60 @@ def test_groups_file_names_its_members_or_says_what_is_wrong(tmp_path: Path) -> 
         read_group(groups, "empty")
     with pytest.raises(VigilInputError, match="cannot read"):
         read_group(tmp_path / "missing.toml", "line-a")
+
+
+def _signed_variant(source: Path, key: object, model_id: str) -> bytes:
+    from edge_agent.bundle import sign_bundle
+
+    bundle = load_bundle(source)
+    manifest = json.loads(json.dumps(bundle.manifest))
+    manifest["model_id"] = model_id
+    return sign_bundle(pack_bundle(manifest, bundle.model_bytes), key)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_start_picks_a_bundle_that_loads_whatever_the_state_file_says(tmp_path: Path, tiny_bundle_3f: Path) -> None:
+    from edge_agent.bundle import sha256_hex
+    from edge_agent.rollout.controller import RolloutController
+    from edge_agent.signing import new_signing_key
+
+    key = new_signing_key()
+    base = tmp_path / "base.vigil"
+    base.write_bytes(_signed_variant(tiny_bundle_3f, key, "tiny-base"))
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[device]\nid = "d"\n[bundle]\npath = "base.vigil"\ntrusted_keys = ["{key.public_key}"]\n'
+                    '[source]\nkind = "synthetic"\nrate_hz = 100.0\n[spool]\npath = "state/spool.db"\n')
+    config = load_config(path, check_source=False)
+
+    def start() -> tuple[RolloutController, str]:
+        store = RolloutStore(tmp_path / "state" / "rollout")
+        controller = RolloutController(config, store, None)
+        return controller, controller.startup_bundle(config.bundle).model_id  # type: ignore[arg-type]
+
+    controller, _ = start()
+    store = controller.store
+    v2, v3 = (_signed_variant(tiny_bundle_3f, key, m) for m in ("tiny-v2", "tiny-v3"))
+    e2 = store.entry_for(store.stage(v2, sha256_hex(v2)), sha256_hex(v2), "tiny-v2", "d-2")
+    e3 = store.entry_for(store.stage(v3, sha256_hex(v3)), sha256_hex(v3), "tiny-v3", "d-3")
+    configured = store.entry_for(base, sha256_hex(base.read_bytes()), "tiny-base", None)
+    store.save(active=e2, previous=None, probation=e3, configured=configured)
+
+    controller, model = start()  # died during v3's probation: v2, and a rolled_back answer for d-3
+    assert model == "tiny-v2" and controller.store.entry("probation") is None
+    assert [(r["id"], r["state"]) for r in controller._startup_replies] == [("d-3", "rolled_back")]
+    assert not (store.bundles / Path(e3["path"]).name).exists()  # pruned
+
+    controller.store.save(active=e3, previous=e2)
+    atomic_write(store.bundles / "v3-missing.vigil", b"")  # unrelated junk is pruned too
+    controller, model = start()  # the active file is gone: the previous one, which becomes active
+    assert model == "tiny-v2" and controller.store.entry("active") == e2
+
+    atomic_write(store.bundle_path(e2), b"PK\x03\x04 damaged")
+    assert start()[1] == "tiny-base"  # nothing deployed loads: the configured bundle
+
+    controller.store.save(active=e2, previous=None)
+    atomic_write(store.bundle_path(e2), v2)
+    base.write_bytes(_signed_variant(tiny_bundle_3f, key, "tiny-base-2"))  # the operator installed a new one
+    config = load_config(path, check_source=False)
+    controller, model = start()
+    assert model == "tiny-base-2" and controller.store.entry("active") is None  # the config file wins

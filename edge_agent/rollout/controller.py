@@ -102,6 +102,14 @@ class RolloutController:
                                         model_id=probation.get("model_id"))
             self._startup_replies.append(final)
             self.store.save(probation=None, handled=self.store.remember(str(probation.get("id")), final))
+        configured_entry = self._configured_entry(configured)
+        recorded = self.store.state.get("configured")
+        if isinstance(recorded, dict) and configured_entry is not None and (
+                recorded.get("path"), recorded.get("sha256")) != (configured_entry["path"], configured_entry["sha256"]):
+            # Someone changed [bundle] path (or the file) since the last deploy: the config file wins.
+            log.warning("rollout: the configured bundle changed since the last deploy; using %s, not the deployed one",
+                        configured.path)
+            self.store.save(active=None, previous=None, configured=None)
         trusted = list(self.base_config.bundle_section.public_keys())
         for name in ("active", "previous"):
             entry = self.store.entry(name)
@@ -208,7 +216,10 @@ class RolloutController:
         monitor = ProbationMonitor(bounds_for(bundle, rollout.probation_windows, rollout.probation_timeout_s,
                                               rollout.max_alarm_fraction))
         entry = self.store.entry_for(path, sha, bundle.model_id, command.id)
-        self.store.save(probation=entry)  # before the swap: a crash from here on rolls back at the next start
+        configured = self.base_config.bundle
+        self.store.save(probation=entry,  # before the swap: a crash from here on rolls back at the next start
+                        configured=self.store.state.get("configured") or (
+                            self._configured_entry(configured) if configured is not None else None))
         observed = ObservedScorer(scorer, monitor)
         self._probation = _Probation(command, bundle, scorer, observed, monitor, entry,
                                      (host.bundle, self._raw_scorer))

@@ -12,10 +12,12 @@ score), ``threshold``, ``scoring_latency`` (p50, ms), ``spool_depth``.
 State: every entity reads one small **retained** JSON object on
 ``<prefix>/state`` (built by :class:`HaState`, republished on every alert and
 health message), so HA shows the right values right after its own restart
-instead of "unknown" until the next alert. Availability is the agent's
-retained ``<prefix>/status`` topic (``online`` / ``offline``; the Last Will
-makes a crash ``offline`` too); ``online degraded: ...`` still counts as
-available (the template takes the first word).
+instead of "unknown" until the next alert. A value not known yet is JSON
+``null``; its template renders ``None``, which HA's MQTT sensor takes as
+"unknown" (home-assistant/core PR 117813), not as a bad number.
+Availability is the agent's retained ``<prefix>/status`` topic (``online`` /
+``offline``; the Last Will makes a crash ``offline`` too); ``online
+degraded: ...`` still counts as available (the template takes the first word).
 
 The configs are published (retained) on every connection of the agent and
 again when HA announces itself on ``<discovery_prefix>/status`` = ``online``

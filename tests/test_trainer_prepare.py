@@ -25,6 +25,7 @@ from trainer.prepare import (
 )
 from trainer.skill import (
     SKILL_WARN_LIMIT,
+    deviation_autocorrelation,
     skill_ratio,
     skill_warning,
     trivial_reconstruction,
@@ -56,6 +57,17 @@ def test_skill_warning_names_a_cause_only_above_the_limit() -> None:
     assert stalled is not None and "stalled" in stalled and "--learning-rate" in stalled
     short = skill_warning(0.95, 20, 25, 64, 300)
     assert short is not None and "--window" in short and "300" in short
+
+
+def test_noise_around_a_level_is_named_as_the_cause() -> None:
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 1, (60, 32, 1)) + rng.uniform(-3, 3, (60, 1, 1))  # white noise at random levels
+    assert abs(deviation_autocorrelation(noise)) < 0.1
+    assert deviation_autocorrelation(_windows()) > 0.5  # a sine inside each window is predictable
+    assert deviation_autocorrelation(np.ones((4, 16, 1))) is None
+    warning = skill_warning(1.0, 5, 20, 128, None, deviation_autocorrelation(noise))
+    assert warning is not None and "noise around its level" in warning
+    assert "autocorrelation" not in (skill_warning(1.0, 5, 20, 128, None, 0.9) or "")
 
 
 def test_dominant_period_of_a_sine_and_none_for_a_trend() -> None:

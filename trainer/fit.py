@@ -61,7 +61,7 @@ from trainer.prepare import (
 )
 from trainer.run_meta import build_meta
 from trainer.rundir import RUN_JSON, RunInfo, read_run, write_run
-from trainer.skill import skill_ratio, skill_warning
+from trainer.skill import deviation_autocorrelation, skill_ratio, skill_warning
 from trainer.spectral_train import finish_meta, spectral_input
 from trainer.split import split_train_rows
 from trainer.threshold import (
@@ -180,7 +180,8 @@ def run_train(cfg: TrainConfig) -> RunInfo:
                       "clean": clean_info,
                       "window_choice": window_note, "dominant_period": dominant_period(fit_rows),
                       "lr_schedule": cfg.lr_schedule, "clipnorm": cfg.clipnorm, "shape_scale": _shape_scale(model),
-                      "windows_per_epoch": cfg.windows_per_epoch}
+                      "windows_per_epoch": cfg.windows_per_epoch,
+                      "heldout_autocorrelation": deviation_autocorrelation(held_windows)}
     meta = build_meta(cfg, table, spec, scaler, strategy, threshold, t_params, history, baseline,
                       len(fit_windows), len(held_windows), error_stats(held_scores), len(fit_rows), training_extra)
     # What the device does with the scores (policy, dynamic threshold, sensor checks): see detection_meta.
@@ -321,7 +322,8 @@ def _report_skill(cfg: TrainConfig, spec: WindowSpec, held_windows: np.ndarray, 
     cfg.echo(f"skill ratio {ratio:.3f} (held-out error / error of repeating each window's mean; lower is better)")
     val = history["val_loss"]
     best = int(np.argmin(val)) + 1 if val and cfg.patience > 0 else len(val)
-    warning = skill_warning(ratio, best, len(val), spec.window, dominant_period(fit_rows))
+    warning = skill_warning(ratio, best, len(val), spec.window, dominant_period(fit_rows),
+                            deviation_autocorrelation(held_windows))
     if warning:
         cfg.echo(warning)
     return ratio

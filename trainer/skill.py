@@ -22,6 +22,12 @@ import numpy as np
 from edge_agent.core import score_windows
 
 SKILL_WARN_LIMIT = 0.8
+# Below this lag-1 autocorrelation of the in-window deviations a window is noise around its level:
+# nothing in it is predictable from its neighbours, so no reconstruction beats the mean. Measured on the
+# held-out windows of the team's 23 series (benchmarks/notes/skill.md): 18 at 0.75-0.99, the other five
+# -0.43 to 0.35 (TEK14's quiet held-out tail 0.08, NAB cpu_utilization 0.35, ec2_request_latency -0.43,
+# rogue_agent_key_hold -0.13, rogue_agent_key_updown flat).
+NOISE_AUTOCORRELATION = 0.5
 
 
 def trivial_reconstruction(windows: np.ndarray) -> np.ndarray:
@@ -47,14 +53,30 @@ def skill_ratio(windows: np.ndarray, reconstructions: np.ndarray, fn: str = "mse
     return float(np.mean(model)) / denominator
 
 
+def deviation_autocorrelation(windows: np.ndarray) -> float | None:
+    """Lag-1 autocorrelation of the windows' deviations from their own means (None when they are flat)."""
+    w = np.asarray(windows, dtype=np.float64)
+    if w.ndim != 3 or w.shape[1] < 3:
+        return None
+    dev = w - w.mean(axis=1, keepdims=True)
+    power = float(np.sum(dev * dev))
+    if power <= 1e-12:
+        return None
+    return float(np.sum(dev[:, 1:] * dev[:, :-1]) / power)
+
+
 def skill_warning(ratio: float, best_epoch: int, epochs_run: int, window: int,
-                  period: int | None) -> str | None:
+                  period: int | None, autocorrelation: float | None = None) -> str | None:
     """One line naming the likely cause when ``ratio`` is above the limit, else None."""
     if not np.isfinite(ratio) or ratio <= SKILL_WARN_LIMIT:
         return None
     head = (f"warning: skill ratio {ratio:.2f} > {SKILL_WARN_LIMIT:g}: the model reconstructs little more "
             f"than each window's mean, so scores rank windows by their variance")
-    if best_epoch <= 2 and epochs_run > best_epoch:
+    if autocorrelation is not None and autocorrelation < NOISE_AUTOCORRELATION:
+        cause = (f"likely cause: inside a window the signal is noise around its level (lag-1 autocorrelation "
+                 f"{autocorrelation:.2f} < {NOISE_AUTOCORRELATION:g}), which no model can reconstruct better than "
+                 f"the mean; the score then ranks windows by how noisy they are")
+    elif best_epoch <= 2 and epochs_run > best_epoch:
         cause = (f"likely cause: training stalled (best epoch {best_epoch} of {epochs_run}); try a lower "
                  f"--learning-rate or a larger --patience")
     elif period is not None and period > 2 * window:

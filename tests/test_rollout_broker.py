@@ -252,10 +252,12 @@ def test_shipped_acl_lets_only_the_operator_command_a_device(tmp_path: Path) -> 
         device_a.close()
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_killed_during_probation_restarts_on_the_old_bundle_and_gets_queued_commands(
-        tmp_path: Path, tiny_bundle_3f: Path) -> None:
+        tmp_path: Path, tiny_bundle_3f: Path, protocol: str) -> None:
     """kill -9 mid-probation: the next start runs the bundle from before and reports rolled_back; a command
-    published while the agent was dead waits in its persistent session and is carried out after the restart."""
+    published while the agent was dead waits in its persistent session (MQTT 5 session expiry, 3.1.1 clean
+    session off) and is carried out after the restart."""
     require_mosquitto()
     key = new_signing_key()
     base = tmp_path / "base.vigil"
@@ -266,7 +268,8 @@ def test_killed_during_probation_restarts_on_the_old_bundle_and_gets_queued_comm
         op.subscribe("vigil/+/rollout")
         config = agent_config(tmp_path / "dev-b", "dev-b", base, key.public_key, broker.port)
         config.write_text(config.read_text().replace("probation_windows = 300", "probation_windows = 10000000")
-                          .replace("probation_timeout_s = 30", "probation_timeout_s = 3600"))
+                          .replace("probation_timeout_s = 30", "probation_timeout_s = 3600")
+                          .replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n'))
         log = tmp_path / "dev-b.log"
         proc = start_agent(config, log)
         try:

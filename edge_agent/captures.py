@@ -3,14 +3,16 @@
 :class:`SampleRing` keeps the last N raw samples (values, timestamps, stream
 rows) in fixed numpy arrays: appending a block is two slice copies, nothing
 is allocated per block. When an event opens, :class:`CaptureRecorder` notes
-the rows from ``before_s`` before the event's first row to ``after_s`` after
-the row it was decided on, and once the ring holds the last of them (or the
-agent stops) writes them through :class:`CaptureStore` as ``<name>.npy`` +
-``<name>.json`` (see :mod:`edge_agent.capture_protocol`). The store drops the
-oldest captures beyond ``max_count`` files or ``max_bytes``; every write,
-drop and failure is counted for the health message. Rows the ring no longer
-held (an event longer than the ring) are left out and the sidecar says
-``truncated``.
+the rows from ``before_s`` before the event's first row; when it closes, the
+rows up to ``after_s`` after its last row; once the ring holds them (or the
+agent stops) it writes them through :class:`CaptureStore` as ``<name>.npy`` +
+``<name>.json`` (see :mod:`edge_agent.capture_protocol`). The ring grows
+while an event is open, up to ``max_rows`` (plus one read); an event still open at
+``max_rows`` rows is written then (``event_open`` in the sidecar) and its
+close is not captured again. The store drops the oldest captures beyond
+``max_count`` files or ``max_bytes``; every write, drop and failure is counted
+for the health message. Rows the ring did not hold are left out and the
+sidecar says ``truncated``.
 
 Raw means as the source delivered them, before sample quality: a capture of
 a sensor glitch shows the glitch. ``valid`` in the sidecar lists the rows the
@@ -180,8 +182,9 @@ class CaptureStore:
 class PendingCapture:
     name: str
     lo: int
-    hi: int  # exclusive
+    hi: int  # exclusive; moves to the close's last row + after when the event closes
     alerts: list[dict[str, Any]]
+    open: bool = True
 
 
 class CaptureRecorder:
@@ -209,8 +212,10 @@ class CaptureRecorder:
             return
         if self.ring is None:
             self.ring = SampleRing(self._capacity(block), self.n_features)
-        # A read larger than the margin would push out the rows before an event decided inside it.
-        self.ring.grow(min(self.max_rows, self._capacity(block) + len(block)))
+        # A read larger than the margin would push out the rows before an event decided inside it,
+        # and an open event keeps its first rows until it closes (up to max_rows).
+        span = max((first_row + len(block) - p.lo for p in self.pending), default=0)
+        self.ring.grow(min(self.max_rows, max(self._capacity(block), span)) + len(block))
         self.ring.append(block, first_row)
         self._write_due(final=False)
 
@@ -218,7 +223,11 @@ class CaptureRecorder:
         event_id = str(payload.get("event_id", ""))
         for item in self.pending:
             if item.alerts and item.alerts[0].get("event_id") == event_id:
-                item.alerts.append(_alert_summary(payload))  # the close before the capture was written
+                item.alerts.append(_alert_summary(payload))
+                if payload.get("phase") == "close":
+                    item.open = False
+                    item.hi = max(item.hi, int(payload.get("end_sample", 0)) + 1 + self._side_rows()[1])
+                    self._write_due(final=False)
                 return
         if payload.get("phase") != "open" or self.ring is None:
             return
@@ -261,15 +270,17 @@ class CaptureRecorder:
         if self.ring is None or not self.pending:
             return
         last = self.ring.last_row
-        due = [p for p in self.pending if final or last >= p.hi - 1]
+        due = [p for p in self.pending
+               if final or (not p.open and last >= p.hi - 1) or last - p.lo + 1 >= self.max_rows]
         for item in due:
             self.pending.remove(item)
             self._write(item)
 
     def _write(self, item: PendingCapture) -> None:
         assert self.ring is not None
-        values, times, rows, valid = self.ring.select(item.lo, item.hi)
-        truncated = bool(rows.size == 0 or rows[0] > item.lo or rows[-1] < item.hi - 1)
+        hi = item.lo + self.max_rows if item.open else min(item.hi, item.lo + self.max_rows)
+        values, times, rows, valid = self.ring.select(item.lo, hi)
+        truncated = bool(rows.size == 0 or rows[0] > item.lo or rows[-1] < hi - 1)
         self.truncated += int(truncated)
         first = item.alerts[0]
         sidecar = {
@@ -277,11 +288,12 @@ class CaptureRecorder:
             "kind": first.get("kind"), "device_id": self.device_id, "model_id": self.model_id,
             "features": self.features, "rate_hz": self._rate(),
             "rows": {"first": int(rows[0]) if rows.size else None, "last": int(rows[-1]) if rows.size else None,
-                     "count": int(rows.size), "requested": [item.lo, item.hi - 1]},
+                     "count": int(rows.size), "requested": [item.lo, hi - 1]},
             "times": {"first": iso_time(float(times[0])) if times.size else None,
                       "last": iso_time(float(times[-1])) if times.size else None,
                       "first_unix": float(times[0]) if times.size else None},
-            "event_rows": [first.get("start_sample"), first.get("end_sample")],
+            "event_rows": [first.get("start_sample"), None if item.open else item.alerts[-1].get("end_sample")],
+            "event_open": item.open,
             "gaps": int(np.count_nonzero(np.diff(rows) != 1)) if rows.size > 1 else 0,
             "invalid_rows": [int(r) for r in rows[~valid][:1000]],
             "scores": {k: first[k] for k in ("peak_score", "mean_score", "threshold") if k in first},

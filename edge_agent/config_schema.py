@@ -168,9 +168,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "(NPY + JSON sidecar) for retraining"),
         "path": Key("path", "", "capture directory; empty = captures/ beside the spool"),
         "before_s": Key("float", 10.0, "seconds of rows kept before an event's first row", low=0.0, high=86400.0),
-        "after_s": Key("float", 5.0, "seconds of rows kept after the row the event opened on", low=0.0,
+        "after_s": Key("float", 5.0, "seconds of rows kept after the event's last row (its close)", low=0.0,
                        high=86400.0),
-        "max_rows": Key("int", 200_000, "most rows the ring (and so one capture) holds", low=16, high=50_000_000),
+        "max_rows": Key("int", 200_000, "most rows of one capture; an event open that long is written then "
+                        "(the ring holds up to this many rows while an event is open)", low=16, high=50_000_000),
         "max_count": Key("int", 100, "most captures kept; the oldest are dropped (and counted)", low=1,
                          high=1_000_000),
         "max_bytes": Key("int", 100_000_000, "most bytes the capture directory holds; the oldest are dropped",

@@ -68,20 +68,38 @@ def test_recorder_writes_rows_before_and_after_and_flushes_a_partial_one(tmp_pat
     rec.on_block(block(0, 45), 0)
     rec.on_alert({"event_id": "e1", "phase": "open", "kind": "anomaly", "start_sample": 30, "end_sample": 40,
                   "peak_score": 2.0, "threshold": 1.0})
-    assert rec.counters()["pending"] == 1  # rows 25..50 wanted, 44 held
-    rec.on_alert({"event_id": "e1", "phase": "close", "kind": "anomaly", "start_sample": 30, "end_sample": 44})
     rec.on_block(block(45, 20), 45)
-    assert rec.counters()["pending"] == 0 and store.names()
+    assert rec.counters()["pending"] == 1  # open: waits for the close
+    rec.on_alert({"event_id": "e1", "phase": "close", "kind": "anomaly", "start_sample": 30, "end_sample": 52})
+    assert rec.counters()["pending"] == 0 and store.names()  # rows up to 62 wanted, 64 held: written
     values, side = read_capture(tmp_path / store.names()[0])
-    assert values[:, 0].tolist() == list(range(25, 51))  # 5 rows before 30, 10 after 40
-    assert side["rows"] == {"first": 25, "last": 50, "count": 26, "requested": [25, 50]}
+    assert values[:, 0].tolist() == list(range(25, 63))  # 5 rows before the first row 30, 10 after the last 52
+    assert side["rows"] == {"first": 25, "last": 62, "count": 38, "requested": [25, 62]}
+    assert side["event_rows"] == [30, 52] and side["event_open"] is False
     assert side["event_id"] == "e1" and side["scores"] == {"peak_score": 2.0, "threshold": 1.0}
     assert [a["phase"] for a in side["alerts"]] == ["open", "close"] and side["truncated"] is False
     assert side["features"] == ["a", "b"] and side["rate_hz"] == 100.0
-    rec.on_alert({"event_id": "e2", "phase": "open", "start_sample": 60, "end_sample": 64})
-    rec.flush()  # the agent stops before the rows after it arrive
+    rec.on_block(block(65, 5), 65)
+    rec.on_alert({"event_id": "e2", "phase": "open", "start_sample": 66, "end_sample": 69})
+    rec.flush()  # the agent stops while the event is open
     values, side = read_capture(tmp_path / store.names()[-1])
-    assert side["truncated"] is True and values[:, 0].tolist() == list(range(55, 65))  # 5 rows before 60, held up to 64
+    assert side["truncated"] is True and side["event_open"] is True
+    assert values[:, 0].tolist() == list(range(61, 70))  # 5 rows before 66, held up to 69
+
+
+def test_an_event_open_for_max_rows_is_written_then(tmp_path: Path) -> None:
+    store = CaptureStore(tmp_path, max_count=10, max_bytes=10**8)
+    rec = CaptureRecorder(store, 2, ["a", "b"], before_s=0.05, after_s=0.1, max_rows=100, rate_hz=100.0,
+                          window=8, device_id="d", model_id="m")
+    rec.on_block(block(0, 20), 0)
+    rec.on_alert({"event_id": "long", "phase": "open", "start_sample": 10, "end_sample": 12})
+    for first in range(20, 200, 20):
+        rec.on_block(block(first, 20), first)
+    assert rec.counters()["pending"] == 0 and rec.ring is not None and rec.ring.capacity <= 100 + 20
+    values, side = read_capture(tmp_path / store.names()[0])
+    assert values[:, 0].tolist() == list(range(5, 105)) and side["event_open"] is True
+    rec.on_alert({"event_id": "long", "phase": "close", "start_sample": 10, "end_sample": 400})
+    assert len(store.names()) == 1  # its close starts no second capture
 
 
 def test_read_capture_refuses_mismatched_files(tmp_path: Path) -> None:
@@ -120,7 +138,8 @@ def test_agent_writes_a_capture_per_event_with_the_raw_rows(tmp_path: Path, tiny
         alert = next(a for a in opens if a["event_id"] == side["event_id"])
         first, last = side["rows"]["first"], side["rows"]["last"]
         assert first == max(0, alert["start_sample"] - 20)  # before_s 0.2 at 100 Hz
-        assert last == min(len(data) - 1, alert["end_sample"] + 10)
+        close = next(a for a in lines if a["event_id"] == side["event_id"] and a["phase"] == "close")
+        assert last == min(len(data) - 1, close["end_sample"] + 10) and side["event_open"] is False
         np.testing.assert_allclose(values, data[first:last + 1], atol=1e-5)  # the raw file rows
         assert side["features"] == ["f0", "f1", "f2"] and side["scores"]["peak_score"] == alert["peak_score"]
     assert health["captures"]["written"] == len(opens) and health["captures"]["stored"] == len(opens)

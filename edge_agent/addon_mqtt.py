@@ -24,6 +24,7 @@ from edge_agent import capture_protocol as P
 from edge_agent.captures import CaptureStore
 from edge_agent.homeassistant import Discovery, HaState
 from edge_agent.mqtt.connection import ClientFactory, MqttConnection
+from edge_agent.mqtt.reason import describe_reason
 from edge_agent.mqtt.settings import MqttSettings
 
 log = logging.getLogger("vigil.addons.mqtt")
@@ -50,6 +51,7 @@ class AddonLink:
         self.requests = 0
         self.refused = 0
         self.discovery_published = 0
+        self.rejected = 0
         self._conn = MqttConnection(
             settings, client_id[:128],
             on_connected=lambda gen: self._events.put(("connected", gen)),
@@ -177,7 +179,13 @@ class AddonLink:
             if mid is not None:
                 self._published += 1
 
-    def _on_published(self, _gen: int, _mid: int, _rc: int) -> None:
+    def _on_published(self, _gen: int, _mid: int, rc: int) -> None:
+        if rc >= 0x80:  # MQTT 5: the broker refused it, most likely its ACL
+            self.rejected += 1
+            if self.rejected in (1, 10) or self.rejected % 1000 == 0:
+                log.error("add-on MQTT: the broker refused %d publish(es) (%s); its ACL must let this device write "
+                          "the HA discovery topics and %s/state, %s", self.rejected, describe_reason(rc),
+                          self.prefix, P.reply_topic(self.prefix))
         with self._acked:
             self._acks += 1
             self._acked.notify_all()

@@ -121,7 +121,8 @@ class AgentAddons:
         out["addons"] = {"errors": self.errors,
                          "mqtt_connected": int(bool(link is not None and link.connected)),
                          "capture_requests": link.requests if link is not None else 0,
-                         "discovery_published": link.discovery_published if link is not None else 0}
+                         "discovery_published": link.discovery_published if link is not None else 0,
+                         "mqtt_rejected": link.rejected if link is not None else 0}
         return out
 
     def on_health(self, payload: dict[str, Any]) -> None:

@@ -181,3 +181,24 @@ def test_a_new_bundle_republishes_the_device_block(mosquitto: MosquittoBroker) -
     finally:
         link.stop()
         rec.close()
+
+
+def test_discovery_refused_by_the_acl_is_counted(tmp_path: Path) -> None:
+    from edge_agent.addon_mqtt import AddonLink
+    from edge_agent.mqtt.settings import MqttSettings
+
+    require_mosquitto()
+    # Anonymous clients may use vigil/# only: the discovery topics are denied (MQTT 5 PUBACK 0x87).
+    with MosquittoBroker(tmp_path / "acl-broker", acl="topic readwrite vigil/#") as acl_broker:
+        link = AddonLink(MqttSettings(host="127.0.0.1", port=acl_broker.port, protocol="5"), "vigil-test-ext",
+                         f"vigil/{DEVICE}", store=None, state=HaState(),
+                         discovery=Discovery("homeassistant", f"vigil/{DEVICE}", DEVICE, node_id_for(DEVICE), DEVICE,
+                                             "m"))
+        link.start()
+        try:
+            deadline = time.monotonic() + 20
+            while link.rejected < len(ENTITIES) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert link.rejected == len(ENTITIES)  # the configs; the state topic under vigil/ went through
+        finally:
+            link.stop()

@@ -6,26 +6,29 @@ see only these), the held-out tail is used for early stopping and for the
 threshold. Thresholds computed on fitted windows would be too low, because
 the model reconstructs what it was trained on better than new normal data.
 
-Why the defaults (window 128, hop 4, Adam 3e-3, batch 64, patience 10, level
-pass-through, minmax scaler, --false-alarms auto (trainer.calibrate), no smoothing):
-window and hop were measured on the ECG record chfdb_chf01_275 (train rows
-0:1833): 64- or 96-row windows let normal beats' score spikes reach 1.6-2.5x
-the threshold; 128-row windows average them out. Hop 4 quarters training and
-device compute and delays an alarm by at most 3 rows. Adam 3e-3 reaches a lower
-validation loss than 1e-3 in fewer epochs; 1e-2 collapsed to the mean.
+Why the defaults (window 128, hop 4, Adam 3e-3 halved on plateaus, batch 64, at most 2048 windows per
+epoch, patience 10, level pass-through with a per-feature deviation scale, minmax scaler, --false-alarms
+auto (trainer.calibrate), no smoothing): window and hop were measured on the ECG record chfdb_chf01_275
+(train rows 0:1833): 64- or 96-row windows let normal beats' score spikes reach 1.6-2.5x the threshold;
+128-row windows average them out. Hop 4 quarters training and device compute and delays an alarm by at
+most 3 rows. Adam 3e-3 reaches a lower validation loss than 1e-3 in fewer epochs; 1e-2 collapsed to the
+mean.
 
-Skill (benchmarks/notes/skill.md, 4 real series: NAB machine and ambient
-temperature, ECG chfdb_chf01_275, shuttle valve TEK16): the previous model
-(no level pass-through, patience 5) had held-out error 1.09-45x that of
-repeating each window's mean. The level pass-through (``center``) took that to
-0.29-0.85, and patience 10 (the ECG was still improving when 5 stopped it at
-epoch 11) to 0.26-0.59. Standard scaling measured the same as minmax (mean
-0.40 vs 0.40), Adam 1e-3 no better (machine/ambient/ECG 0.46/0.64/0.34 vs
-0.49/0.61/0.23 with 3e-3, both standard-scaled), and batch
-256 at the same learning rate clearly worse (0.74-0.90: a quarter of the updates
-per epoch; only ~25% less CPU per epoch on these sizes; on 20k rows x 3 features it
-halves CPU per epoch but learns less per CPU second: val loss 0.018 after 38 CPU s
-versus 0.008 after 41 s with batch 64), so those stay.
+Skill (benchmarks/notes/skill.md): the level pass-through (``center``) took the held-out error from
+1.09-45x that of repeating each window's mean to 0.29-0.85 on four real series, patience 10 to
+0.26-0.59. This round: the deviation scale (the network sees each window's deviations divided by their
+typical size in training, ``trainer.model``) and halving the rate when the validation loss stalls
+(``trainer.training``) took the ECG chfdb_chf13_45590 from 0.90 (stalled: its loss jumped back up at a
+constant 3e-3) to 0.15; scale alone gave 0.47. The series still above the 0.8 limit are noise inside a
+window (lag-1 autocorrelation of the held-out deviations below 0.5, ``trainer.skill``): no reconstruction
+beats the mean there, and the warning says so.
+
+Speed (benchmarks/train_speed.py): an epoch is at most 2048 windows of a tf.data stream that reshuffles
+and repeats the fitted windows, so a long series costs at most 32 batches between validation checks and
+early stopping acts at the same pace on long and short series; a series with fewer windows still sees
+one pass per epoch. Batch 256 at the same rate learns less per CPU second (last round:
+val loss 0.018 after 38 CPU s vs 0.008 after 41 s with batch 64 on 20k rows x 3 features) and was worse
+on the short real series (skill 0.74-0.90), so batch 64 stays.
 """
 
 from __future__ import annotations

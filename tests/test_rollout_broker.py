@@ -200,6 +200,7 @@ def test_deploy_rollback_and_policy_on_two_agents(tmp_path: Path, tiny_bundle_3f
             # A device that never answers: timed out, exit 1 (the command stays queued at the broker).
             late = deploy(good, broker.port, "dev-c", timeout=1.5)
             assert late.returncode == 1 and "dev-c  timed_out" in late.stdout, late.stdout + late.stderr
+            assert "never seen on this broker" in late.stdout
 
             # 4. Policy for A: acknowledged with the effective values.
             run = policy(broker.port, "dev-a", "sensitivity=0.8", "k=3", "n=5")

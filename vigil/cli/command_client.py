@@ -68,6 +68,7 @@ class CommandClient:
         self._connected = threading.Event()
         self._subacks: set[int] = set()  # mids of the SUBACKs received (may arrive before subscribe() returns)
         self._refusal: str | None = None
+        self.states: dict[str, dict[str, Any]] = {}
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
@@ -97,15 +98,19 @@ class CommandClient:
             return
         if isinstance(payload, dict) and payload.get("format") == P.REPLY_FORMAT:
             self._replies.put(payload)
+        elif isinstance(payload, dict) and payload.get("format") == P.STATE_FORMAT:
+            self.states[str(payload.get("device"))] = payload  # retained: what each device last said it runs
 
     def follow(self, devices: list[str]) -> None:
-        """Subscribe to every device's reply topic and wait for the SUBACKs."""
+        """Subscribe to every device's reply and retained rollout-state topics and wait for the SUBACKs."""
         mids = []
         for device in devices:
-            _, mid = self._client.subscribe(P.reply_topic(self.settings.prefix_for(device)), qos=P.REPLY_QOS)
-            if mid is None:
-                raise VigilInputError("lost the broker connection while subscribing to the reply topics")
-            mids.append(int(mid))
+            prefix = self.settings.prefix_for(device)
+            for topic in (P.reply_topic(prefix), P.state_topic(prefix)):
+                _, mid = self._client.subscribe(topic, qos=P.REPLY_QOS)
+                if mid is None:
+                    raise VigilInputError("lost the broker connection while subscribing to the reply topics")
+                mids.append(int(mid))
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not self._subacks.issuperset(mids):
             if time.monotonic() > deadline:
@@ -153,3 +158,14 @@ def echo_reply(item: dict[str, Any]) -> None:
     if item.get("reason"):
         line += f": {item['reason']}"
     typer.echo(line + ("  " + " ".join(details) if details else ""))
+
+
+def last_known(client: CommandClient, device: str) -> str:
+    """What the device's retained rollout state says it runs (for a device that did not answer)."""
+    state = client.states.get(device)
+    if state is None:
+        return "never seen on this broker"
+    bundle = state.get("bundle")
+    model_id = bundle.get("model_id", "?") if isinstance(bundle, dict) else "?"
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(state.get("time") or 0)))
+    return f"last seen running {model_id} at {when}"

@@ -88,7 +88,7 @@ def deploy(
     """Deploy a signed bundle; show each device's progress; exit 1 unless every device ends active."""
     load_extra("deploy", "edge", "paho.mqtt.client")
     from edge_agent.rollout import protocol as P
-    from vigil.cli.command_client import CommandClient, broker_settings, echo_reply, new_command_id
+    from vigil.cli.command_client import CommandClient, broker_settings, echo_reply, last_known, new_command_id
 
     targets = _targets(device, group, groups)
     data = read_signed_bundle(bundle)
@@ -110,9 +110,10 @@ def deploy(
                 final[ids[str(item["id"])]] = item
             if len(final) == len(targets):
                 break
+        seen = {target: last_known(client, target) for target in targets if target not in final}
     finally:
         client.close()
-    _summary(targets, final, timeout)
+    _summary(targets, final, timeout, seen)
 
 
 def _targets(device: list[str] | None, group: str | None, groups: Path) -> list[str]:
@@ -121,14 +122,15 @@ def _targets(device: list[str] | None, group: str | None, groups: Path) -> list[
     return list(dict.fromkeys(device)) if device else read_group(groups, str(group))
 
 
-def _summary(targets: list[str], final: dict[str, dict[str, object]], timeout: float) -> None:
+def _summary(targets: list[str], final: dict[str, dict[str, object]], timeout: float,
+             seen: dict[str, str]) -> None:
     counts: dict[str, int] = {}
     for target in targets:
         state = str(final[target]["state"]) if target in final else "timed_out"
         counts[state] = counts.get(state, 0) + 1
         if target not in final:
-            typer.echo(f"{target}  timed_out: no final state within {timeout:g} s (the command stays queued for "
-                       "the device's persistent session)")
+            typer.echo(f"{target}  timed_out: no final state within {timeout:g} s ({seen.get(target, '?')}; the "
+                       "command stays queued for the device's persistent session)")
     typer.echo("vigil deploy: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())), err=True)
     if counts.get("active", 0) != len(targets):
         raise typer.Exit(1)

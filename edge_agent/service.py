@@ -15,6 +15,11 @@ last health message, tell systemd STOPPING=1, stop the sinks (which flush,
 publish ``offline`` and disconnect), exit 0. After a crash or ``kill -9`` the
 next start closes the events left open with ``agent_restarted``.
 
+Remote commands (:mod:`edge_agent.rollout`, with a broker and ``[rollout]``
+enabled): between blocks the loop lets the rollout controller handle a
+``vigil deploy`` / ``vigil policy`` command and judge a running probation; it
+swaps bundle, scorer and settings through :meth:`AgentService.install`.
+
 Rows: ``start_sample``/``end_sample`` count every sample the source delivered
 since the agent started (bad ones and announced gaps included), so for a
 replayed file they are the file's data row numbers, as in ``vigil score``.

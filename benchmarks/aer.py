@@ -189,6 +189,11 @@ def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in results}
 
 
+def _missing(result: dict[str, Any]) -> str:
+    error = str(result.get("error", ""))
+    return "not run" if error.startswith("not run") else "failed"
+
+
 def _seconds_per_epoch(name: str) -> float:
     """The autoencoder's training seconds per epoch in its quality run (unknown: last)."""
     r = _cached_result(name)
@@ -220,16 +225,18 @@ def render(data: dict[str, Any]) -> str:
                       "F1 (macro)"], rows)
     per = []
     ae, aer = _by_name(data["results"]["autoencoder"]), _by_name(data["results"]["aer"])
+    keys = [k for k in ("float", "auto", "float@row")
+            if any(k in r.get("models", {}) for m in MODELS for r in data["results"][m])]
     for name in data["names"]:
         cells: list[Any] = [name, aer[name].get("window"), data["trained"][name].get("epochs_run"),
                             ae[name].get("skill_ratio"), aer[name].get("skill_ratio")]
-        for key in ("float", "auto", "float@row"):
+        for key in keys:
             for r in (ae[name], aer[name]):
                 m = r.get("models", {}).get(key)
-                cells.append("failed" if m is None else f"{m['f1']:.2f} ({m['tp']}, {m['fp']}, {m['fn']})")
+                cells.append(_missing(r) if m is None else f"{m['f1']:.2f} ({m['tp']}, {m['fp']}, {m['fn']})")
         per.append(cells)
     head = ["series", "window", "AER epochs", "AE skill", "AER skill"] + [
-        f"{k} {m} F1 (tp, fp, fn)" for k in ("float", "auto", "float@row") for m in ("AE", "AER")]
+        f"{k} {m} F1 (tp, fp, fn)" for k in keys for m in ("AE", "AER")]
     epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
     ae_results = "read from its cached result.json" if data["ae_from"] == "cache" else "scored again in this run"
     notes = " ".join([

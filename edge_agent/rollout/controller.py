@@ -169,6 +169,8 @@ class RolloutController:
     # -- commands ----------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> None:
+        if topic.rsplit("/", 1)[-1] not in P.COMMANDS:
+            return  # another add-on's command topic (e.g. cmd/captures): not ours to answer
         try:
             command = P.decode_command(payload)
         except P.CommandError as exc:

@@ -14,6 +14,7 @@ import pytest
 from edge_agent.errors import VigilInputError
 from tests.models import normal_rows, with_anomalies
 from tests.test_agent_service import vigil_argv
+from vigil.fleet.job import is_finished
 from vigil.fleet.spec import load_fleet
 
 # Small enough to train, evaluate and convert in seconds on an idle core.
@@ -123,16 +124,18 @@ rows = "0:600"
     assert "pump" in page and "fan.csv" in page and 'href="pump/eval/report.html"' in page
     assert "[1/2]" in first.stdout and "FAILED in train" in first.stdout
 
-    # Resume: the finished asset is skipped untouched; the failed one (its data now there) is trained.
-    pump_result = out / "pump" / "result.json"
-    stamp = pump_result.stat().st_mtime_ns
-    write_asset_csv(folder / "fan.csv", 1)
+    # Resume: the finished asset is skipped untouched, the failed one is tried again (and fails again).
+    pump_result, fan_result = out / "pump" / "result.json", out / "fan" / "result.json"
+    pump_stamp, fan_stamp = pump_result.stat().st_mtime_ns, fan_result.stat().st_mtime_ns
     second = fleet_cli(str(fleet), "--out", str(out), "--workers", "2")
-    assert second.returncode == 0, second.stderr
-    assert "pump: finished earlier" in second.stdout and pump_result.stat().st_mtime_ns == stamp
-    doc = summary(out)
-    assert doc["counts"] == {"assets": 2, "ok": 2, "failed": 0, "skipped": 1}
-    assert by_name(doc)["fan"]["bundle"]["bytes"] > 0 and "metrics" not in by_name(doc)["fan"]
+    assert second.returncode == 1, second.stderr
+    assert "pump: finished earlier" in second.stdout and pump_result.stat().st_mtime_ns == pump_stamp
+    assert fan_result.stat().st_mtime_ns != fan_stamp and "[1/1] fan FAILED" in second.stdout
+    assert summary(out)["counts"] == {"assets": 2, "ok": 1, "failed": 1, "skipped": 1}
+    # A changed spec is not "finished": the asset is trained again.
+    fleet.write_text(fleet.read_text().replace('rows = "0:600"\nlabels', 'rows = "0:650"\nlabels'))
+    (pump,) = load_fleet(fleet)[:1]
+    assert not is_finished(pump, out)
 
 
 LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}

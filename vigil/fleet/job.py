@@ -136,12 +136,11 @@ def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _limit_threads(threads: int) -> None:
-    """Give TensorFlow this asset's share of the cores (several assets train side by side)."""
-    from trainer.keras_backend import tensorflow
+    """Give TensorFlow this asset's share of the cores (several assets train side by side).
 
-    tf = tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process (a reused worker): keep what it has
-        pass
+    TensorFlow reads these when it starts, which is later (an asset whose data is bad never pays for
+    the import); the converter's worker processes inherit them.
+    """
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(threads)

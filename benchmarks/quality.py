@@ -404,8 +404,9 @@ def run_all(names: list[str], epochs: int | None, jobs: int, reuse: bool,
 def model_keys(results: list[dict[str, Any]]) -> list[str]:
     """MODELS, then the ``<model>@<score mode>`` entries every evaluated series has."""
     ok = [r for r in results if "models" in r]
-    extra = sorted({k for r in ok for k in r["models"] if "@" in k and all(k in q["models"] for q in ok)})
-    return [*MODELS, *extra]
+    extra = sorted({k for r in ok for k in r["models"] if "@" in k})
+    # a series evaluated with --rejudge alone has no row-level baselines: totals over keys all series have
+    return [k for k in (*MODELS, *extra) if all(k in r["models"] for r in ok)]
 
 
 def totals(results: list[dict[str, Any]], group: str | None = None) -> dict[str, Any]:
@@ -463,13 +464,15 @@ def render(data: dict[str, Any]) -> str:
             ["scorer", "series", "tp", "fp", "fn", "precision", "recall", "F1 (micro)", "F1 (macro)",
              "PR-AUC (macro)"], trows))
     d = data["trainer_defaults"]
+    wall = "not measured (totals of earlier worker results, --collect)" if data["seconds"] is None else \
+        f"{data['seconds'] / 60:.1f} min"
     epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
     return "\n\n".join(sections) + (
         f"\n\nTrainer settings (defaults of `TrainConfig`): window {d['window']}, hop {d['hop']}, model {d['model']} "
         f"{d['units']}, lr {d['learning_rate']}, epochs {d['epochs']} ({epochs}) with early stopping patience "
         f"{d['patience']}, validation fraction {d['validation_fraction']}, scaler {d['scaler']}, score {d['score']}, "
         f"threshold {d['threshold']} k={d['k']}, smoothing {d['smoothing']}. Converter: `--quantize auto`. "
-        f"{data['jobs']} series at a time; wall time {data['seconds'] / 60:.1f} min.\n")
+        f"{data['jobs']} series at a time; wall time {wall}.\n")
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -501,17 +504,20 @@ def pr_table(data: dict[str, Any]) -> str:
 
 def main(epochs: int | None, jobs: int, only: list[str] | None, reuse: bool, rejudge: bool = False,
          every_nab: bool = False, work: Path = DEFAULT_WORK, runs: Path | None = None,
-         results_name: str = "quality", score_modes: list[str] | None = None) -> None:
+         results_name: str = "quality", score_modes: list[str] | None = None, collect: bool = False) -> None:
     series = [s for s in all_series(every_nab) if not only or s.name in only]
     names = [s.name for s in series]
     # longest training first, so the last jobs to finish are short ones
     biggest_first = [s.name for s in sorted(series, key=lambda s: s.train_rows[0] - s.train_rows[1])]
     started = time.perf_counter()
-    by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge, work, runs, score_modes)}
+    if collect:  # the per-series results already in the work directory
+        by_name = {n: json.loads((work / n / "result.json").read_text()) for n in names}
+    else:
+        by_name = {r["name"]: r for r in run_all(biggest_first, epochs, jobs, reuse, rejudge, work, runs, score_modes)}
     results = [by_name[n] for n in names]
     data = {"epochs": epochs, "jobs": jobs, "trainer_defaults": trainer_defaults(), "series": results,
             "score_modes": {m: SCORE_VARIANTS[m] for m in score_modes or []},
-            "seconds": time.perf_counter() - started,
+            "seconds": None if collect else time.perf_counter() - started,
             "totals": group_totals(results)}
     write_results(results_name, data, render(data), COMMAND)
 
@@ -532,6 +538,7 @@ if __name__ == "__main__":
     parser.add_argument("--results", default="quality", help="name of benchmarks/results/<NAME>.json and .md")
     parser.add_argument("--score-modes", type=lambda v: [m for m in v.split(",") if m], default=None,
                         help=f"also replay the published events under these score modes ({', '.join(SCORE_VARIANTS)})")
+    parser.add_argument("--collect", action="store_true", help="only total the work directory's result.json files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="rewrite results/quality.md from quality.json")
     args = parser.parse_args()
@@ -548,4 +555,4 @@ if __name__ == "__main__":
         if unknown:
             parser.error(f"unknown score modes {sorted(unknown)}; known: {', '.join(SCORE_VARIANTS)}")
         main(args.epochs, args.jobs, args.only, args.reuse, args.rejudge, args.every_nab, args.work.resolve(),
-             None if args.runs is None else args.runs.resolve(), args.results, args.score_modes)
+             None if args.runs is None else args.runs.resolve(), args.results, args.score_modes, args.collect)

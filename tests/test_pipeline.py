@@ -51,12 +51,13 @@ def _stamped_csv(path: Path, n_rows: int = 3000) -> Path:
 
 @pytest.fixture(scope="module")
 def detect_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("detect") / "detect.vigil")
+    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("detect") / "detect.vigil", "window")
 
 
 @pytest.fixture(scope="module")
 def row_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("rows") / "rows.vigil", "row")
+    """The trainer's detection section as it is written today (per-row scores by default)."""
+    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("rows") / "rows.vigil")
 
 
 @pytest.mark.slow
@@ -156,6 +157,7 @@ def test_row_mode_starts_events_at_the_anomalous_rows(detect_bundle: Path, row_b
 
     data = _stamped_csv(tmp_path / "data.csv")
     rows = load_bundle(row_bundle)
+    assert rows.detection is not None and rows.detection["score"]["mode"] == "row"  # the trainer's default
     result = replay_file(rows, data)
     assert result.counters["windows_scored"] > 0
     by_window = replay_file(rows, data, settings=PipelineSettings.for_bundle(rows, score=ScoreSettings("window")))

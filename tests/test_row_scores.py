@@ -102,3 +102,15 @@ def test_score_settings_parse_and_refuse_bad_values() -> None:
         DetectionSettings.from_dict({"score": {"mode": "rows"}})
     with pytest.raises(VigilInputError, match="detection.score.delay_rows"):
         DetectionSettings.from_dict({"score": {"mode": "row", "delay_rows": -1}})
+
+
+def test_the_trainer_writes_row_scores_by_default_and_old_bundles_keep_the_window_mean() -> None:
+    from edge_agent.detection.policy import default_detection
+    from edge_agent.detection.settings import DetectionSettings
+    from trainer.detection_meta import detection_section
+
+    assert default_detection(128, 4, 100.0).score.mode == "row"
+    assert default_detection(16, 32).score.mode == "window"  # hop > window: some rows are in no window
+    section = detection_section(normal_rows(400, 2, 0), ["a", "b"], 32, 4, 10.0)
+    assert section["score"] == {"mode": "row", "delay_rows": None, "reduce": "max"}
+    assert DetectionSettings.from_dict({"policy": {"k": 1}}).score.mode == "window"  # no score section

@@ -38,7 +38,7 @@ def detection_section(train_rows: np.ndarray, features: list[str], window: int, 
     policy = replace(settings.policy, smoothing=smoothing) if smoothing is not None else settings.policy
     info = FalseAlarmInfo.from_dict(false_alarm) if false_alarm else None
     settings = DetectionSettings(policy=policy, dynamic_threshold=settings.dynamic_threshold,
-                                 sensor_health=settings.sensor_health,
+                                 sensor_health=settings.sensor_health, score=settings.score,
                                  skill_ratio=None if skill_ratio is None else float(skill_ratio),
                                  false_alarm=info)
     stats = measure_feature_stats(np.asarray(train_rows, dtype=np.float64), features, settings.sensor_health)

@@ -34,6 +34,7 @@ from edge_agent.detection.settings import (
     AlertPolicySettings,
     DetectionSettings,
     DynamicThresholdSettings,
+    ScoreSettings,
     SensorHealthSettings,
 )
 
@@ -115,8 +116,18 @@ def recommended_sensor_health(window: int, hop: int, rate_hz: float | None = Non
                                 hold_samples=hold, dropout_min_missing=hop)
 
 
+def recommended_score(window: int, hop: int) -> ScoreSettings:
+    """Per-row localized scores (every covering window, the max of the rows each window finalizes).
+
+    Chosen over the window mean on the whole quality benchmark (benchmarks/notes/quality.md: 23 real
+    series, published-event F1); a hop longer than the window leaves rows in no window: window mean.
+    """
+    return ScoreSettings(mode="row") if hop <= window else ScoreSettings(mode="window")
+
+
 def default_detection(window: int, hop: int, rate_hz: float | None = None) -> DetectionSettings:
     """Every default derived from the window geometry and the sample rate (the rules above)."""
     return DetectionSettings(policy=recommended_policy(window, hop, rate_hz),
                              dynamic_threshold=recommended_dynamic_threshold(window, hop, rate_hz),
-                             sensor_health=recommended_sensor_health(window, hop, rate_hz))
+                             sensor_health=recommended_sensor_health(window, hop, rate_hz),
+                             score=recommended_score(window, hop))

@@ -129,6 +129,8 @@ class Scorer:
             raise ValueError(f"windows shape {windows.shape}, model expects [n, *{list(self.input_shape[1:])}]")
         if len(windows) == 0:
             return []
+        if self.bundle.model_kind == "aer":  # its score combines two outputs: score() is the one path
+            return [self.score(w) for w in windows]
         scaled = self.bundle.scaler.transform(windows)
         recon = np.empty(scaled.shape, dtype=np.float32)
         for i in range(len(scaled)):

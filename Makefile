@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,edge,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,edge,dev,fleet]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # mosquitto is a system package: the broker tests start a real one.

@@ -22,6 +22,8 @@ import numpy as np
 
 SOURCE = Path(__file__).resolve().parent / "lstm_ae.c"
 BUILD = Path(__file__).resolve().parents[1] / ".work" / "c_reference"
+KNOWN_OPS = {"MEAN", "RESHAPE", "SUB", "UNIDIRECTIONAL_SEQUENCE_LSTM", "STRIDED_SLICE", "TILE", "FULLY_CONNECTED",
+             "ADD", "DEQUANTIZE"}
 FLAVOURS = {"baseline": ["-O3"], "native": ["-O3", "-march=native"]}
 
 
@@ -51,6 +53,8 @@ class Graph:
     n_enc: int
     units: list[int]
     arrays: list[np.ndarray]  # per LSTM: wx [in, 4n], wh [n, 4n], b [4n]; then dense w, b
+    scale_in: np.ndarray | None = None  # the trainer's bias-free per-feature layers [f, f], when present
+    scale_out: np.ndarray | None = None
 
 
 def read_graph(model_bytes: bytes) -> Graph:
@@ -71,6 +75,15 @@ def read_graph(model_bytes: bytes) -> Graph:
 
     ops = [(op_name(op), op) for op in sub.operators]
     kinds = [k for k, _ in ops]
+    unknown = sorted(set(kinds) - KNOWN_OPS)
+    dense_ops = [op for k, op in ops if k == "FULLY_CONNECTED"]
+    first_lstm = kinds.index("UNIDIRECTIONAL_SEQUENCE_LSTM")
+    pre = dense_ops[:1] if dense_ops and kinds.index("FULLY_CONNECTED") < first_lstm else []
+    main_and_post = dense_ops[len(pre):]
+    if unknown or len(main_and_post) not in (1, 2):
+        found = f"ops {unknown}" if unknown else f"{len(dense_ops)} dense layers"
+        raise ValueError(f"the C reference covers the LSTM autoencoder graph ({', '.join(sorted(KNOWN_OPS))}; the "
+                         f"output dense plus optional scale layers before and after); this model has {found}")
     lstm_ops = [op for k, op in ops if k == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     n_enc = kinds[: kinds.index("TILE")].count("UNIDIRECTIONAL_SEQUENCE_LSTM")
     arrays: list[np.ndarray] = []
@@ -82,10 +95,14 @@ def read_graph(model_bytes: bytes) -> Graph:
         b = np.concatenate([const(i) for i in ins[12:16]])
         units.append(wh.shape[1])
         arrays += [wx.T, wh.T, b]  # the C loop walks inputs outside, gate rows inside
-    dense = next(op for k, op in ops if k == "FULLY_CONNECTED")
+    dense = main_and_post[0]
     arrays += [const(dense.inputs[1]), const(dense.inputs[2])]
+    scale_in = const(pre[0].inputs[1]) if pre else None
+    scale_out = const(main_and_post[1].inputs[1]) if len(main_and_post) == 2 else None
     return Graph(center="MEAN" in kinds, n_enc=n_enc, units=units,
-                 arrays=[np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
+                 arrays=[np.ascontiguousarray(a, dtype=np.float32) for a in arrays],
+                 scale_in=None if scale_in is None else np.ascontiguousarray(scale_in, np.float32),
+                 scale_out=None if scale_out is None else np.ascontiguousarray(scale_out, np.float32))
 
 
 def _constant(model: Any, sub: Any, producers: dict[int, Any], index: int, op_name: Any) -> np.ndarray:
@@ -131,7 +148,8 @@ class CReference:
         self._out = np.zeros((window, n_features), np.float32)
         self._args = (ctypes.c_int(window), ctypes.c_int(n_features), ctypes.c_int(int(graph.center)),
                       ctypes.c_int(graph.n_enc), ctypes.c_int(len(graph.units) - graph.n_enc), self._units,
-                      self._weights, ctypes.c_void_p(self._in.ctypes.data), ctypes.c_void_p(self._out.ctypes.data),
+                      self._weights, _pointer(graph.scale_in), _pointer(graph.scale_out),
+                      ctypes.c_void_p(self._in.ctypes.data), ctypes.c_void_p(self._out.ctypes.data),
                       ctypes.c_void_p(self._scratch.ctypes.data))
 
     def reconstruct(self, scaled_window: np.ndarray) -> np.ndarray:
@@ -139,3 +157,8 @@ class CReference:
         if self._fn(*self._args) != 0:
             raise ValueError("the C reference supports at most 64 features")
         return self._out.copy()
+
+
+def _pointer(array: np.ndarray | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if array is None else array.ctypes.data)
+

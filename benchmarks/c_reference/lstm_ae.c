@@ -51,10 +51,26 @@ static void lstm_layer(int steps, int n_in, int n, const float *wx, const float 
 
 /* Reconstruct one window x [window][n_feat] into out [window][n_feat].
  * units: n_enc encoder then n_dec decoder widths; weights: per layer wx, wh, b (3 pointers),
- * then the dense w [n_feat][units_last] and its bias. scratch: >= 2*window*max_units + 6*max_units
+ * then the dense w [n_feat][units_last] and its bias; pre / post: the optional bias-free
+ * [n_feat][n_feat] layers before the encoder and after the dense (NULL when absent). scratch: >= 2*window*max_units + 6*max_units
  * + window*n_feat floats. Returns 0. */
+/* Per-step square dense without bias (the trainer's per-feature scale layers): v <- W v, W [n][n]. */
+static void square_dense(int window, int n, const float *w, float *v) {
+    float tmp[64];
+    for (int t = 0; t < window; t++) {
+        float *row = v + (size_t)t * n;
+        for (int f = 0; f < n; f++) {
+            float acc = 0.0f;
+            for (int k = 0; k < n; k++) acc += w[f * n + k] * row[k];
+            tmp[f] = acc;
+        }
+        memcpy(row, tmp, sizeof(float) * (size_t)n);
+    }
+}
+
 int vigil_lstm_ae(int window, int n_feat, int center, int n_enc, int n_dec, const int *units,
-                  const float *const *weights, const float *x, float *out, float *scratch) {
+                  const float *const *weights, const float *pre, const float *post,
+                  const float *x, float *out, float *scratch) {
     if (n_feat > 64) return -1;
     int max_u = n_feat;
     for (int l = 0; l < n_enc + n_dec; l++) max_u = units[l] > max_u ? units[l] : max_u;
@@ -66,6 +82,7 @@ int vigil_lstm_ae(int window, int n_feat, int center, int n_enc, int n_dec, cons
     for (int f = 0; f < n_feat; f++) mean[f] = center ? mean[f] / (float)window : 0.0f;
     for (int t = 0; t < window; t++)
         for (int f = 0; f < n_feat; f++) xin[t * n_feat + f] = x[t * n_feat + f] - mean[f];
+    if (pre) square_dense(window, n_feat, pre, xin);
     const float *in = xin;
     int n_in = n_feat;
     float *cur = a, *other = bb;
@@ -89,7 +106,10 @@ int vigil_lstm_ae(int window, int n_feat, int center, int n_enc, int n_dec, cons
         for (int f = 0; f < n_feat; f++) {
             float acc = db[f];
             for (int k = 0; k < n_in; k++) acc += dw[f * n_in + k] * in[(size_t)t * n_in + k];
-            out[t * n_feat + f] = acc + mean[f];
+            out[t * n_feat + f] = acc;
         }
+    if (post) square_dense(window, n_feat, post, out);
+    for (int t = 0; t < window; t++)
+        for (int f = 0; f < n_feat; f++) out[t * n_feat + f] += mean[f];
     return 0;
 }

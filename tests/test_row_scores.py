@@ -114,3 +114,39 @@ def test_the_trainer_writes_row_scores_by_default_and_old_bundles_keep_the_windo
     section = detection_section(normal_rows(400, 2, 0), ["a", "b"], 32, 4, 10.0)
     assert section["score"] == {"mode": "row", "delay_rows": None, "reduce": "max"}
     assert DetectionSettings.from_dict({"policy": {"k": 1}}).score.mode == "window"  # no score section
+
+
+def test_a_block_of_windows_at_once_is_bit_identical_to_window_by_window() -> None:
+    from edge_agent.core.row_scores import RowAggregator
+
+    rng = np.random.default_rng(11)
+    window, hop, weights = 16, 3, np.array([0.5, 0.3, 0.2])
+    steps = rng.gamma(2.0, size=(300, window, 3))
+    ends = window - 1 + hop * np.arange(300)
+    one, many = RowAggregator(window, hop, weights), RowAggregator(window, hop, weights)
+    got_one, got_many, used_blocks = [], [], 0
+    start, k = 0, 0
+    for size in [5, 40, 1, 17, 300, 2, 64] * 20:
+        rows = np.arange(start, start + size)
+        if rows[0] > ends[-1]:
+            break
+        for agg in (one, many):
+            agg.extend(rows, rows * 1.0)
+        block = [j for j in range(k, len(ends)) if ends[j] <= rows[-1]]
+        for j in block:
+            one.add_window(steps[j], int(rows[-1] - ends[j]))
+            got_one.extend(one.scores[one.first:one.last].tolist())
+        spans = many.add_windows([steps[j] for j in block], rows[-1] - ends[block]) if block else None
+        if spans is None:
+            for j in block:
+                many.add_window(steps[j], int(rows[-1] - ends[j]))
+                got_many.extend(many.scores[many.first:many.last].tolist())
+        else:
+            used_blocks += 1
+            first, last = spans
+            for a, b in zip(first, last, strict=True):
+                got_many.extend(many.scores[a:b].tolist())
+        k += len(block)
+        start = rows[-1] + 1
+    assert used_blocks > 10 and len(got_one) > 500
+    assert got_many == got_one  # exact, not approximately

@@ -45,6 +45,9 @@ class RowAggregator:
             raise ValueError(f"row delay must be in [0, {self.window - 1}], got {self.delay}")
         self.weights = np.asarray(weights, dtype=np.float64)
         self._weighted = np.ones((2, self.window), dtype=np.float64)  # [weighted step error, 1] per row
+        self._steps_index = np.arange(self.window, dtype=np.int64)[None, :]
+        self._product = np.zeros((self.window, self.weights.shape[0]), dtype=np.float64)
+        self._span = np.arange(4 * self.window, dtype=np.int64)
         self._allocate(4 * (self.window + self.hop))
         self.reset()
 
@@ -86,7 +89,9 @@ class RowAggregator:
         w = self.window
         e = self._end - after
         a = e - w
-        np.dot(step_errors, self.weights, out=self._weighted[0])
+        # multiply + sum, not np.dot: BLAS may round a stacked block differently (add_windows must match)
+        np.multiply(step_errors, self.weights, out=self._product)
+        np.sum(self._product, axis=1, out=self._weighted[0])
         if a >= 0:
             self._acc[:, a:e] += self._weighted
         else:  # the window's oldest rows were already finalized and dropped
@@ -99,6 +104,44 @@ class RowAggregator:
         np.divide(acc[0, first:last], acc[1, first:last], out=self.scores[first:last])
         self._start, self.first, self.last = last, first, last
         return last - first
+
+    def add_windows(self, step_errors: list[np.ndarray], afters: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`add_window` for every window of one block at once; ``(first, last)`` index arrays per window.
+
+        Only with ``delay = window - 1`` (the rows a window finalizes are in
+        no later window) and when every window finalizes a row: then one
+        ``bincount`` adds the windows to the rows in the same order, so the
+        sums are bit-identical to window-by-window; otherwise None (call
+        :meth:`add_window` per window). A few numpy calls per block instead
+        of per window.
+        """
+        w, k = self.window, len(step_errors)
+        if k < 2 or self.delay != w - 1:
+            return None
+        ends = self._end - np.asarray(afters, dtype=np.int64)
+        starts = ends - w
+        first_start = int(starts[0])
+        if first_start < 0 or int(starts[0]) + 1 <= self._start or np.any(np.diff(ends) < 1):
+            return None
+        lo, hi = first_start, int(ends[-1])
+        offsets = (starts - lo)[:, None] + self._steps_index
+        weighted = (np.stack(step_errors) * self.weights).sum(axis=2)  # [k, window], as add_window rounds it
+        acc = self._acc
+        index = np.concatenate([self._span_index(hi - lo), offsets.ravel()])
+        acc[0, lo:hi] = np.bincount(index, weights=np.concatenate([acc[0, lo:hi], weighted.ravel()]),
+                                    minlength=hi - lo)
+        acc[1, lo:hi] += np.bincount(offsets.ravel(), minlength=hi - lo)
+        last = starts + 1  # = ends - delay
+        first = np.concatenate([[self._start], last[:-1]])
+        a, b = self._start, int(last[-1])
+        np.divide(acc[0, a:b], acc[1, a:b], out=self.scores[a:b])
+        self._start, self.first, self.last = b, int(first[-1]), b
+        return first, last
+
+    def _span_index(self, n: int) -> np.ndarray:
+        if self._span.shape[0] < n:
+            self._span = np.arange(2 * n, dtype=np.int64)
+        return self._span[:n]
 
     def _make_room(self, incoming: int) -> None:
         """Move the pending rows (and the last window's reach) to the front; grow for a bigger block."""

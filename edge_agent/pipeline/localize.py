@@ -12,6 +12,8 @@ the first window that saw it. The per-feature contributions stay the window's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edge_agent.bundle import Bundle
@@ -43,29 +45,44 @@ class RowScorer:
     def extend(self, rows: np.ndarray, times: np.ndarray) -> None:
         self.aggregator.extend(rows, times)
 
-    def decide(self, step_errors: np.ndarray | None, feature_errors: np.ndarray, after: int) -> float | None:
-        """The localized score of the rows the window (ending ``after`` samples back) finalized; None if none."""
+    def decide_many(self, results: list[Any], afters: np.ndarray) -> list[tuple[float, int, int] | None]:
+        """For each scored window of one block (ending ``afters[j]`` samples before the newest one):
+        ``(localized score, first, last)`` of the rows it finalized (buffer indices), or None."""
         agg = self.aggregator
-        if step_errors is None:  # a scorer that cannot localise: every row of the window gets its mean
-            step_errors = np.broadcast_to(feature_errors, (agg.window, feature_errors.shape[0]))
-        n = agg.add_window(step_errors, after)
-        if n == 0:
-            return None
-        if n == 1:
-            return float(agg.scores[agg.first])
-        rows = agg.scores[agg.first:agg.last]
+        steps = [r.step_errors if r.step_errors is not None else  # a scorer that cannot localise:
+                 np.broadcast_to(r.feature_errors, (agg.window, r.feature_errors.shape[0]))  # rows get the mean
+                 for r in results]
+        spans = agg.add_windows(steps, afters)
+        if spans is None:
+            out: list[tuple[float, int, int] | None] = []
+            for step, after in zip(steps, afters, strict=True):
+                n = agg.add_window(step, int(after))
+                out.append(None if n == 0 else (self._reduce(agg.first, agg.last), agg.first, agg.last))
+            return out
+        first, last = spans
+        a, b = int(first[0]), int(last[-1])
+        if self.use_max:
+            values = np.maximum.reduceat(agg.scores[a:b], first - a)
+        else:
+            values = np.add.reduceat(agg.scores[a:b], first - a) / (last - first)
+        return list(zip(values.tolist(), first.tolist(), last.tolist(), strict=True))
+
+    def _reduce(self, first: int, last: int) -> float:
+        scores = self.aggregator.scores
+        if last - first == 1:
+            return float(scores[first])
+        rows = scores[first:last]
         return float(rows.max() if self.use_max else rows.mean())
 
-    def event_span(self, threshold: float) -> tuple[int, float, int, float]:
-        """Row and time of the first and last finalized row above ``threshold`` (the peak row when none is)."""
+    def event_span(self, threshold: float, first: int, last: int) -> tuple[int, float, int, float]:
+        """Row and time of the first and last row in ``[first, last)`` above ``threshold`` (else the peak row)."""
         agg = self.aggregator
-        scores = agg.scores[agg.first:agg.last]
+        scores = agg.scores[first:last]
         above = np.flatnonzero(scores > threshold)
         i, j = (int(above[0]), int(above[-1])) if len(above) else (int(np.argmax(scores)),) * 2
-        i, j = agg.first + i, agg.first + j
+        i, j = first + i, first + j
         return int(agg.rows[i]), float(agg.times[i]), int(agg.rows[j]), float(agg.times[j])
 
-    def decision_row(self) -> tuple[int, float]:
-        """Row and time of the first row the last decision covered (where its value is logged)."""
-        agg = self.aggregator
-        return int(agg.rows[agg.first]), float(agg.times[agg.first])
+    def row_at(self, index: int) -> tuple[int, float]:
+        """Stream row and time of a buffer index (where a decision's value is logged)."""
+        return int(self.aggregator.rows[index]), float(self.aggregator.times[index])

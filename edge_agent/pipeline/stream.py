@@ -154,16 +154,26 @@ class StreamingPipeline:
         if self._batch is not None:
             self._push_run_batched(run, out)
             return
-        if self.row_scorer is not None:  # the run's rows first; each window then says where it ends
-            self.row_scorer.extend(rows, times)
-        last = len(rows) - 1
+        if self.row_scorer is not None:
+            self._push_run_rows(run, out)
+            return
         for i, window in self.buffer.push_many(run.values):
             started = time.perf_counter()
             result = self.scorer.score(window)
             self.latency.add(time.perf_counter() - started)
-            event = self._decide(result, int(rows[i]), float(times[i]), last - i)
+            event = self._decide(result, int(rows[i]), float(times[i]))
             if event is not None:
                 out.append((int(rows[i]), 0, self._payload(event)))
+
+    def _push_run_rows(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
+        """Row mode: the run's windows scored one by one, their rows aggregated in one go, then decided in order."""
+        ends, results = [], []
+        for i, window in self.buffer.push_many(run.values):
+            started = time.perf_counter()
+            results.append(self.scorer.score(window))
+            self.latency.add(time.perf_counter() - started)
+            ends.append(i)
+        self._decide_rows_of_run(run, ends, results, out)
 
     def _push_run_batched(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
         """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
@@ -178,22 +188,32 @@ class StreamingPipeline:
             started = time.perf_counter()
             results = self._batch(np.stack(windows))
             per_window = (time.perf_counter() - started) / len(windows)
-        if self.row_scorer is not None:
-            self.row_scorer.extend(run.rows, run.timestamps)
-        last = len(run.rows) - 1
-        for i, result in zip(ends, results, strict=True):
+        for _ in results:
             self.latency.add(per_window)
-            event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]), last - i)
+        if self.row_scorer is not None:
+            self._decide_rows_of_run(run, ends, results, out)
+            return
+        for i, result in zip(ends, results, strict=True):
+            event = self._decide(result, int(run.rows[i]), float(run.timestamps[i]))
             if event is not None:
                 out.append((int(run.rows[i]), 0, self._payload(event)))
 
-    def _decide(self, result: Any, row: int, stamp: float, after: int = 0) -> AlertEvent | None:
-        """Smoothing, threshold and event logic for one scored window (the order matters: causal).
+    def _decide_rows_of_run(self, run: CleanRun, ends: list[int], results: list[Any],
+                            out: list[tuple[int, int, dict[str, Any]]]) -> None:
+        """Row mode: the run's rows and windows to the row scorer at once, then one decision per window."""
+        rows = self.row_scorer
+        assert rows is not None
+        rows.extend(run.rows, run.timestamps)
+        if not results:
+            return
+        decisions = rows.decide_many(results, len(run.rows) - 1 - np.asarray(ends, dtype=np.int64))
+        for i, result, decision in zip(ends, results, decisions, strict=True):
+            event = self._decide_rows(result, decision)
+            if event is not None:
+                out.append((int(run.rows[i]), 0, self._payload(event)))
 
-        ``after``: samples of the run after the window's end (where the row scorer finds its rows).
-        """
-        if self.row_scorer is not None:
-            return self._decide_rows(result, after)
+    def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
+        """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""
         self.windows_scored += 1
         score = self.smoother.update(result.score)
         anomalous, threshold = self.threshold.decide(score)
@@ -201,21 +221,21 @@ class StreamingPipeline:
             self.log.add(row, stamp, result.score, score, threshold, anomalous, result.feature_errors)
         return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold)
 
-    def _decide_rows(self, result: Any, after: int) -> AlertEvent | None:
+    def _decide_rows(self, result: Any, decision: tuple[float, int, int] | None) -> AlertEvent | None:
         """:meth:`_decide` on the localized score of the rows this window finalized (row mode)."""
         self.windows_scored += 1
         rows = self.row_scorer
         assert rows is not None
-        raw = rows.decide(result.step_errors, result.feature_errors, after)
-        if raw is None:
+        if decision is None:
             return None
+        raw, first, last = decision
         score = self.smoother.update(raw)
         anomalous, threshold = self.threshold.decide(score)
         if self.log is not None:  # logged at the first finalized row: the rows it covers get its value
-            self.log.add(*rows.decision_row(), raw, score, threshold, anomalous, result.feature_errors)
+            self.log.add(*rows.row_at(first), raw, score, threshold, anomalous, result.feature_errors)
         if not anomalous:  # a normal decision's rows are never an event's start or end
             return self.detector.update(0, None, score, result.feature_errors, False, threshold)
-        start_row, start_time, row, stamp = rows.event_span(threshold)
+        start_row, start_time, row, stamp = rows.event_span(threshold, first, last)
         return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold,
                                     start_row=start_row, start_time=start_time)
 

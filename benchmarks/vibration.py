@@ -24,7 +24,10 @@ converted to a float32 bundle and scored through the device's own pipeline
   trained on the same data, interleaved rounds, medians. This is the pipeline only (front-end,
   window buffer, TFLite, detection), not the source, the sinks or MQTT.
 
-Run: ``nice -n 10 .venv/bin/python -m benchmarks.vibration`` (about 25 min on 2 loaded cores).
+Run: ``nice -n 10 .venv/bin/python -m benchmarks.vibration`` (about 35 min on 2 loaded cores; the raw
+model's bearing replay is most of it). ``--train-rpm 1000 --configs spectral,spectral_level --only bearing``
+adds the single-speed case (last round's raw protocol) as its own section; a run keeps the sections it
+does not re-measure, each with its own time and load average.
 """
 
 from __future__ import annotations

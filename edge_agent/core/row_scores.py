@@ -113,15 +113,15 @@ class RowAggregator:
         ``bincount`` adds the windows to the rows in the same order, so the
         sums are bit-identical to window-by-window; otherwise None (call
         :meth:`add_window` per window). A few numpy calls per block instead
-        of per window.
+        of per window. ``afters`` (int64) must decrease: the block's windows in order.
         """
         w, k = self.window, len(step_errors)
         if k < 2 or self.delay != w - 1:
             return None
-        ends = self._end - np.asarray(afters, dtype=np.int64)
+        ends = self._end - afters  # strictly increasing: one block's windows, in order
         starts = ends - w
         first_start = int(starts[0])
-        if first_start < 0 or int(starts[0]) + 1 <= self._start or np.any(np.diff(ends) < 1):
+        if first_start < 0 or first_start + 1 <= self._start:
             return None
         lo, hi = first_start, int(ends[-1])
         offsets = (starts - lo)[:, None] + self._steps_index

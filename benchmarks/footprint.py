@@ -265,7 +265,8 @@ def render(data: dict[str, Any]) -> str:
                       "CPU % of one core (paced 1 kHz)", "threads", "samples processed / samples due"], rows)
     one = data.get("agent_one_window")
     if one:
-        table += (f"\n\nCold start as CPU work (less load-dependent than wall time; still inflated by a busy host): a whole `vigil agent run` that scores one "
+        table += (f"\n\nCold start as CPU work (less load-dependent than wall time; still inflated by a busy "
+                  f"host): a whole `vigil agent run` that scores one "
                   f"window and exits uses {one['median_cpu_s']:.3f} s of CPU (median of {len(one['runs'])}; "
                   f"wall {one['median_wall_s']:.2f} s at the load average above).")
     h = data.get("agent_health_last") or {}

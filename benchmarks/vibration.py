@@ -114,6 +114,13 @@ def replay(bundle: Path, data: Path, rows: tuple[int | None, int | None] | None,
     return replay_file(load_bundle(bundle), data, rows=rows, rate_hz=rate_hz)
 
 
+def score_mode(bundle_path: Path) -> Any:
+    """The bundle's detection score settings (window mean or per-row), as the trainer chose them."""
+    from edge_agent.bundle import load_bundle
+
+    return (load_bundle(bundle_path).detection or {}).get("score")
+
+
 def window_flags(result: Any) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed window scores and the device's decisions, one per scored window."""
     return np.asarray(result.windows.scores, np.float64), np.asarray(result.windows.anomalous, bool)
@@ -150,7 +157,8 @@ def bearing_part(train_rpm: tuple[int, ...], configs: list[str]) -> dict[str, An
                            "score_rows_per_file": SCORE_ROWS, "rate_hz": BEARING_RATE, "configs": {}}
     for name in configs:
         options = BEARING_CONFIGS[name]
-        bundle = train_and_convert(f"bearing/{name}", data, OUT / "bearing" / name, options)
+        folder = OUT / ("bearing_" + "_".join(map(str, train_rpm))) / name  # one folder per training set
+        bundle = train_and_convert(f"bearing/{name}", data, folder, options)
         files = {}
         for file_name, meta in bearing_tests(train_rpm):
             started = time.process_time()
@@ -161,7 +169,8 @@ def bearing_part(train_rpm: tuple[int, ...], configs: list[str]) -> dict[str, An
                                 "flagged_share": float(flags.mean()) if len(flags) else None,
                                 "events": len(result.events), "scores": scores,
                                 "cpu_s": time.process_time() - started}
-        out["configs"][name] = {"options": options, "files": files, "summary": bearing_summary(files)}
+        out["configs"][name] = {"options": options, "files": files, "summary": bearing_summary(files),
+                                "score_mode": score_mode(bundle)}
         log(f"bearing/{name}: {out['configs'][name]['summary']}")
     return out
 
@@ -209,7 +218,7 @@ def demo_part(configs: list[str]) -> dict[str, Any]:
         bundle = train_and_convert(f"demo/{name}", paths.data, OUT / "demo" / name, options)
         result = replay(bundle, paths.data, (train_end, None), None)
         summary = demo_summary(result, faults, RATE_HZ, window_span(bundle))
-        out["configs"][name] = {"options": _jsonable(options), "summary": summary}
+        out["configs"][name] = {"options": _jsonable(options), "summary": summary, "score_mode": score_mode(bundle)}
         log(f"demo/{name}: {out['configs'][name]['summary']}")
     return out
 

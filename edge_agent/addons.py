@@ -48,7 +48,8 @@ class AgentAddons:
         if config.captures.enabled:
             c = config.captures
             store = CaptureStore(c.path or state_dir / CAPTURES_DIR, c.max_count, c.max_bytes)
-            self.recorder = CaptureRecorder(store, bundle.n_features, list(bundle.features), before_s=c.before_s,
+            inputs = list(bundle.input_features)  # the raw sensor columns, also for a spectral bundle
+            self.recorder = CaptureRecorder(store, len(inputs), inputs, before_s=c.before_s,
                                             after_s=c.after_s, max_rows=c.max_rows, rate_hz=bundle.sampling_rate_hz,
                                             window=bundle.spec.window, device_id=config.device_id,
                                             model_id=bundle.model_id)

@@ -271,7 +271,7 @@ def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
         raise fail(key, str(exc)) from None
     config = replace(config, bundle=bundle)
     if isinstance(config.source, (StdinOptions, SerialOptions)) and not config.source.features:
-        source = replace(config.source, features=tuple(bundle.features))  # the bundle's, as documented
+        source = replace(config.source, features=tuple(bundle.input_features))  # the bundle's, as documented
         config = replace(config, source=source, _values=MappingProxyType(
             {**config.values, "source": MappingProxyType(source.as_table())}))
     if check_source:
@@ -282,7 +282,7 @@ def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
 def make_configured_source(config: AgentConfig, bundle: Bundle | None = None) -> Any:
     """The source described by ``[source]`` (not opened); stdin/serial default to the bundle's features."""
     bundle = bundle or config.bundle
-    return make_source(config.source, default_features=None if bundle is None else list(bundle.features))
+    return make_source(config.source, default_features=None if bundle is None else list(bundle.input_features))
 
 
 def check_source_against_bundle(config: AgentConfig, bundle: Bundle) -> None:
@@ -314,14 +314,19 @@ def feature_key(source: Any) -> str:
 
 
 def compare_features(features: list[str], bundle: Bundle, path: Path, key: str) -> None:
-    """Name by name: the model's inputs are positional, so order matters too."""
-    if list(features) == list(bundle.features):
+    """Name by name: the model's inputs are positional, so order matters too.
+
+    The source delivers the sensor columns (``bundle.input_features``): for a spectral bundle those are
+    the raw axes, not the frame features the model sees.
+    """
+    expected = list(bundle.input_features)
+    if list(features) == expected:
         return
-    if len(features) != len(bundle.features):
+    if len(features) != len(expected):
         detail = (f"source has {len(features)} features {features}, "
-                  f"the bundle needs {len(bundle.features)} {bundle.features}")
+                  f"the bundle needs {len(expected)} {expected}")
     else:
-        i = next(i for i, (a, b) in enumerate(zip(features, bundle.features, strict=False)) if a != b)
-        detail = (f"source feature {i} is {features[i]!r} but the bundle expects {bundle.features[i]!r} "
-                  f"(source {features}, bundle {bundle.features})")
+        i = next(i for i, (a, b) in enumerate(zip(features, expected, strict=False)) if a != b)
+        detail = (f"source feature {i} is {features[i]!r} but the bundle expects {expected[i]!r} "
+                  f"(source {features}, bundle {expected})")
     raise VigilInputError(detail, file=str(path), key=key)

@@ -166,3 +166,40 @@ def test_cli_refuses_a_bad_frontend_and_a_bad_features_option_with_one_line(spec
     errors = [line for line in result.output.splitlines() if line.startswith("vigil train:")]
     assert result.exit_code == 2 and len(errors) == 1 and "--features must be raw or spectral" in errors[0]
     assert "Traceback" not in result.output
+
+
+def test_the_agent_runs_a_spectral_bundle_and_publishes_what_vigil_score_reports(
+        spectral_case: dict[str, Path]) -> None:
+    """The source delivers the raw axes (frontend.inputs); agent and `vigil score --config` agree field by field."""
+    from edge_agent.config import load_config
+    from edge_agent.service import AgentService
+
+    root = spectral_case["root"] / "agent"
+    root.mkdir()
+    config = root / "agent.toml"
+    config.write_text(f"""
+[device]
+id = "spec-dev"
+[bundle]
+path = "{spectral_case['bundle']}"
+[source]
+kind = "replay"
+path = "{spectral_case['data']}"
+pace = "fast"
+block_rows = 333
+[sinks]
+jsonl = "out/alerts.jsonl"
+""", encoding="utf-8")
+    assert AgentService(load_config(config)).run() == 0
+    published = [json.loads(line) for line in (root / "out" / "alerts.jsonl").read_text().splitlines()]
+    events = root / "events.jsonl"
+    result = _cli(["score", str(spectral_case["bundle"]), str(spectral_case["data"]), "--config", str(config),
+                   "--out", str(root / "scores.csv"), "--events", str(events)])
+    assert result.exit_code == 0, result.output
+    scored = [json.loads(line) for line in events.read_text().splitlines()]
+    assert published and len(published) == len(scored)
+    for ours, theirs in zip(published, scored, strict=True):
+        assert {k: v for k, v in ours.items() if k != "event_id"} == {k: v for k, v in theirs.items()
+                                                                       if k != "event_id"}
+    assert any(p["start_sample"] <= FAULT[1] and p["end_sample"] >= FAULT[0] for p in published
+               if p["phase"] == "close" and p["kind"] == "anomaly")

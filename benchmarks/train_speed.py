@@ -37,6 +37,8 @@ CONTENDERS: dict[str, dict[str, Any]] = {
     "default_arrays": {"pipeline": "arrays", "windows_per_epoch": None},
     "default_b256": {"batch_size": 256},
     "default_b256_lr6e-3": {"batch_size": 256, "learning_rate": 6e-3},
+    "default_min1pct": {"min_improvement": 0.01},
+    "default_min2pct": {"min_improvement": 0.02},
 }
 
 

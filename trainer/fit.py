@@ -107,6 +107,7 @@ class TrainConfig:
     shape_scale: bool = True
     clipnorm: float | None = None
     windows_per_epoch: int | None = 2048
+    min_improvement: float = 0.0
     validation_fraction: float = 0.2
     scaler: str = "minmax"
     clip: float | None = None
@@ -304,7 +305,7 @@ def fit_settings(cfg: TrainConfig) -> Any:
     return FitSettings(model=cfg.model, units=tuple(cfg.units), loss=cfg.loss, center=cfg.center, epochs=cfg.epochs,
                        batch_size=cfg.batch_size, patience=cfg.patience, learning_rate=cfg.learning_rate,
                        lr_schedule=cfg.lr_schedule, shape_scale=cfg.shape_scale, clipnorm=cfg.clipnorm,
-                       windows_per_epoch=cfg.windows_per_epoch)
+                       windows_per_epoch=cfg.windows_per_epoch, min_improvement=cfg.min_improvement)
 
 
 def _skill_recon(cfg: TrainConfig, model: Any, held_windows: np.ndarray, recon: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_agent.bundle import Bundle
 from edge_agent.core import WindowScore, score_windows_with_steps
-from edge_agent.core.scoring import _normalised_weights as normalised_weights
+from edge_agent.core.scoring import normalised_weights
 from edge_agent.errors import VigilInputError
 
 INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime")

@@ -43,7 +43,7 @@ class WindowScore:
         return e / total
 
 
-def _normalised_weights(weights: np.ndarray | list[float] | None, n_features: int) -> np.ndarray:
+def normalised_weights(weights: np.ndarray | list[float] | None, n_features: int) -> np.ndarray:
     if weights is None:
         return np.full(n_features, 1.0 / n_features)
     w = np.asarray(weights, dtype=np.float64)
@@ -78,7 +78,7 @@ def score_windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores ``[n]`` and per-feature errors ``[n, f]`` for a batch of windows."""
     errors = window_errors(windows, reconstructions, fn)
-    w = _normalised_weights(weights, errors.shape[1])
+    w = normalised_weights(weights, errors.shape[1])
     return errors @ w, errors
 
 
@@ -91,5 +91,5 @@ def score_windows_with_steps(
     """:func:`score_windows` plus the step errors ``[n, window, f]`` it averaged (same numbers)."""
     steps = step_errors(windows, reconstructions, fn)
     errors = np.asarray(steps.mean(axis=1), dtype=np.float64)
-    w = _normalised_weights(weights, errors.shape[1])
+    w = normalised_weights(weights, errors.shape[1])
     return errors @ w, errors, steps

@@ -30,6 +30,8 @@ from edge_agent.pipeline.thresholds import ThresholdDecider, detection_settings,
 from edge_agent.quality import CleanRun, SampleQuality
 from edge_agent.sources.base import SampleBlock
 
+BATCH_WINDOWS = 256  # windows scored per score_many call at most (bounds a replay's memory)
+
 
 @dataclass
 class WindowLog:
@@ -176,20 +178,22 @@ class StreamingPipeline:
         self._decide_rows_of_run(run, ends, results, out)
 
     def _push_run_batched(self, run: CleanRun, out: list[tuple[int, int, dict[str, Any]]]) -> None:
-        """Windows of the run scored in one call (a workstation model); decisions stay window by window."""
-        ends, windows = [], []
+        """The run's windows scored in batches (``score_many``); decisions stay window by window, in order.
+
+        A device read gives a few windows per call; a replay's 4096-row block at hop 1 would give
+        thousands, so at most ``BATCH_WINDOWS`` raw windows are held at a time.
+        """
+        ends: list[int] = []
+        windows: list[np.ndarray] = []
+        results: list[Any] = []
         for i, window in self.buffer.push_many(run.values):
             ends.append(i)
             windows.append(window.copy())  # the buffer's view is only valid until the next window
-        results: list[Any] = []
-        per_window = 0.0
+            if len(windows) == BATCH_WINDOWS:
+                results.extend(self._score_batch(windows))
+                windows = []
         if windows:
-            assert self._batch is not None
-            started = time.perf_counter()
-            results = self._batch(np.stack(windows))
-            per_window = (time.perf_counter() - started) / len(windows)
-        for _ in results:
-            self.latency.add(per_window)
+            results.extend(self._score_batch(windows))
         if self.row_scorer is not None:
             self._decide_rows_of_run(run, ends, results, out)
             return
@@ -211,6 +215,15 @@ class StreamingPipeline:
             event = self._decide_rows(result, decision)
             if event is not None:
                 out.append((int(run.rows[i]), 0, self._payload(event)))
+
+    def _score_batch(self, windows: list[np.ndarray]) -> list[Any]:
+        assert self._batch is not None
+        started = time.perf_counter()
+        results = list(self._batch(np.stack(windows)))
+        per_window = (time.perf_counter() - started) / len(windows)
+        for _ in results:
+            self.latency.add(per_window)
+        return results
 
     def _decide(self, result: Any, row: int, stamp: float) -> AlertEvent | None:
         """Smoothing, threshold and event logic for one scored window (the order matters: causal)."""

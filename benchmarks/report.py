@@ -16,11 +16,15 @@ from typing import Any
 
 from benchmarks.common import RESULTS, ROOT, machine_line
 
-ORDER = ("latency", "footprint", "size", "quality", "detection_variants", "detection_cost", "reliability", "chaos")
-TITLES = {"latency": "1. Scoring latency per window", "footprint": "2. Agent footprint",
+ORDER = ("latency", "perf_routes", "footprint", "size", "quality", "quality_score_modes", "detection_variants",
+         "detection_cost", "vibration", "reliability", "chaos")
+TITLES = {"latency": "1. Scoring latency per window",
+          "perf_routes": "1b. Scoring routes on TFLite against a naive C loop", "footprint": "2. Agent footprint",
           "size": "3. Model size and compute rate", "quality": "4. Detection quality on real data",
           "detection_variants": "4b. Detection: which part of the defaults does the work",
           "detection_cost": "4c. Detection: cost of the logic per window",
+          "quality_score_modes": "4d. Detection: window-mean vs per-row localized scores (same trained models)",
+          "vibration": "4e. Vibration: raw vs spectral front-end across shaft speeds",
           "reliability": "5. Reliability through broker outages", "chaos": "6. Chaos: faults and hostile input"}
 NOTE_FILE = Path(__file__).resolve().parent / "notes"
 
@@ -39,18 +43,26 @@ def _latency_ratio(r: dict[str, Any]) -> tuple[str, bool]:
 
 def _rss(r: dict[str, Any]) -> tuple[str, bool]:
     v = r["agent"]["peak_rss_mb"]
-    return f"{v:.1f} MB peak (VmHWM)", v <= 60
+    return f"{v:.1f} MB peak (VmHWM)", v <= 55
 
 
 def _cold(r: dict[str, Any]) -> tuple[str, bool]:
-    c = r["agent_cold"]
-    return (f"{c['median_first_window_s']:.2f} s median to the first scored window "
-            f"(first start {c['first_run_first_window_s']:.2f} s)", c["median_first_window_s"] <= 1.0)
+    c, one = r["agent_cold"], r["agent_one_window"]
+    return (f"{one['median_cpu_s']:.3f} s CPU for a one-window run ({one['median_wall_s']:.2f} s wall; "
+            f"{c['median_first_window_s']:.2f} s wall to the first window of a paced run)", one["median_cpu_s"] <= 0.5)
 
 
 def _cpu(r: dict[str, Any]) -> tuple[str, bool]:
     v = 100 * r["agent"]["share_of_one_core"]
-    return f"{v:.2f}% of one core", v <= 3.0
+    return f"{v:.2f}% of one core", v <= 2.0
+
+
+def _vs_c(r: dict[str, Any]) -> tuple[str, bool]:
+    shipped = r["summary"]["Scorer.score (auto bundle, production)"]
+    invoke = min((v["x_naive_c"] for k, v in r["summary"].items() if k.startswith("invoke")), default=float("nan"))
+    return (f"`Scorer.score` {shipped['x_naive_c']:.2f}x the C loop ({shipped['median_ms']:.2f} ms); bare invoke "
+            f"{invoke:.2f}x (against this repo's C reference, not the issue's 0.32 ms figure)",
+            shipped["x_naive_c"] <= 1.5)
 
 
 def _auto_speed(r: dict[str, Any]) -> tuple[str, bool]:
@@ -126,9 +138,11 @@ def _lost(r: dict[str, Any]) -> tuple[str, bool]:
 
 TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("edge scoring >= 100x faster per window than Keras `predict`", "latency", _latency_ratio),
-    ("agent peak RSS <= 60 MB", "footprint", _rss),
-    ("agent cold start <= 1 s", "footprint", _cold),
-    ("sustained CPU <= 3% of one core (3-axis 1 kHz, window 128, hop 32)", "footprint", _cpu),
+    ("agent peak RSS <= 55 MB", "footprint", _rss),
+    ("agent cold start <= 0.5 s", "footprint", _cold),
+    ("sustained CPU <= 2% of one core with a raw LSTM bundle (3-axis 1 kHz, window 128, hop 32)", "footprint",
+     _cpu),
+    ("raw LSTM scoring per window <= 1.5x a naive C loop", "perf_routes", _vs_c),
     ("chosen bundle no slower per window than float32", "latency", _auto_speed),
     ("a quantized bundle at most half float32's size at float32's speed", "size", _half_size),
     ("published events on 16 discords + 7 NAB realKnownCause: event-F1 >= 0.5, precision >= 0.5, recall >= 0.6",

@@ -238,6 +238,7 @@ def render(data: dict[str, Any]) -> str:
     head = ["series", "window", "AER epochs", "AE skill", "AER skill"] + [
         f"{k} {m} F1 (tp, fp, fn)" for k in keys for m in ("AE", "AER")]
     epochs = "trainer default" if data["epochs"] is None else f"capped at {data['epochs']}"
+    not_run = [n for n in data["names"] if str(data["trained"][n].get("error", "")).startswith("not run")]
     ae_results = "read from its cached result.json" if data["ae_from"] == "cache" else "scored again in this run"
     notes = " ".join([
         f"AER: `TrainConfig` defaults with `model=\"aer\"` (epochs {epochs}), converted with `--quantize",
@@ -246,7 +247,9 @@ def render(data: dict[str, Any]) -> str:
         "`float` / `auto` = published events (window score, the bundle's recommended policy);",
         "`@row` = the same replayed with per-row scores; `float_rows` = row-level score > static threshold.",
         f"Totals over the {len(comp['series_both'])} series both models could be evaluated on.",
-        f"Wall time {data['seconds'] / 60:.1f} min ({data['jobs']} jobs)."])
+        f"Wall time {data['seconds'] / 60:.1f} min ({data['jobs']} jobs).",
+        *([f"Not run: {', '.join(not_run)}."] if not_run else []),
+        *([f"Load average during the run: {data['load_during_run']}."] if data.get("load_during_run") else [])])
     return "\n\n".join([total, md_table(head, per), notes]) + "\n"
 
 
@@ -276,9 +279,15 @@ if __name__ == "__main__":
                         help="biggest training first (default), or cheapest first (autoencoder seconds per epoch)")
     parser.add_argument("--deadline", help="HH:MM (UTC): start no series after it; the rest is reported as not run")
     parser.add_argument("--results", default="aer", help="name of benchmarks/results/<NAME>.json and .md")
+    parser.add_argument("--render", action="store_true", help="rewrite results/<NAME>.md from <NAME>.json")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.train_worker:
+    if args.render:
+        from benchmarks.common import RESULTS
+
+        saved = json.loads((RESULTS / f"{args.results}.json").read_text())
+        write_results(args.results, saved, render(saved), COMMAND)
+    elif args.train_worker:
         train_worker(args.train_worker, args.epochs, args.quantize, args.reuse)
     else:
         series = all_series()

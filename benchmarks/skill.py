@@ -42,6 +42,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "scale_plateau_b256_lr6e-3": {**PREVIOUS, "shape_scale": True, "lr_schedule": "plateau", "batch_size": 256,
                                   "learning_rate": 6e-3},
     "scale_plateau_p6": {**PREVIOUS, "shape_scale": True, "lr_schedule": "plateau", "patience": 6},
+    "default_v2": {},  # default after the plateau's min_delta 1e-4 -> 0 (results of "default" before it)
     "default_min1pct": {"min_improvement": 0.01},
     "default_min2pct": {"min_improvement": 0.02},
     "standard_scale_plateau": {**PREVIOUS, "shape_scale": True, "lr_schedule": "plateau", "scaler": "standard"},

@@ -36,7 +36,7 @@ TRAIN_HELP = (
     "shorter one (about one period of the data, at least 16 rows), and says so. The model reconstructs each "
     "window's shape around its own mean (--center), divided by the typical size of the deviations in training "
     "(--shape-scale), with Adam 3e-3 halved when the validation loss stalls (--lr-schedule plateau) and at most 2048 "
-    "windows per epoch (--windows-per-epoch), so a long series trains in minutes; it prints its skill ratio "
+    "windows per epoch (--windows-per-epoch); it prints its skill ratio "
     "(held-out error / error of repeating each window's mean; above 0.8 it warns and names the likely cause). "
     "Threshold: calibrated to a "
     "false-alarm budget (--false-alarms auto: the stricter of 1/day and 1 per 1000 windows) on the held-out "

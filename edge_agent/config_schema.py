@@ -79,6 +79,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         low=0, high=10_000_000, unset=BUNDLE_POLICY),
         "smoothing": Key("float", UNSET, "EWMA alpha over window scores; unset = the bundle's, 1.0 = no smoothing",
                          low=0.0, high=1.0, low_open=True, unset=BUNDLE_POLICY),
+        "score": Key("str", UNSET, "what decisions are made on: \"row\" = each row's error averaged over the windows "
+                     "that covered it, \"window\" = each window's mean error; unset = the bundle's",
+                     choices=("window", "row"), unset=BUNDLE_POLICY),
         "top_features": Key("int", 3, "how many contributing features an alert lists", low=1, high=1000),
         "sensor_faults": Key("bool", True, "report sensor faults (stuck, saturated, dead axis) found by the "
                              "bundle's sensor checks"),

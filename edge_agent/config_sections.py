@@ -54,6 +54,7 @@ class AlertsSection:
     m: int | None
     cooldown: int | None
     smoothing: float | None
+    score: str | None
     top_features: int
     sensor_faults: bool
     close_on_shutdown: bool

@@ -87,6 +87,9 @@ SCORE_CONFIGS = {
     "skip-with-range": ("[alerts]\nk = 1\nn = 2\nm = 2\n[quality]\npolicy = \"skip\"\n"
                         "valid_range = [-1000.0, 1000.0]\n",
                         (200, 640, 641, 642)),
+    # The other score mode than the bundle's (tiny bundles are trained with the trainer's default).
+    "score-window": ("[alerts]\nscore = \"window\"\nk = 1\nn = 2\nm = 2\n", ()),
+    "score-row": ("[alerts]\nscore = \"row\"\nk = 1\nn = 2\nm = 2\n", ()),
 }
 
 

@@ -65,7 +65,16 @@ class PipelineSettings:
             sensor_faults=alerts.sensor_faults,
             close_on_shutdown=alerts.close_on_shutdown,
             device_id=config.device_id,
+            score=_score_override(alerts.score, bundle),
         )
+
+
+def _score_override(mode: str | None, bundle: Bundle) -> ScoreSettings | None:
+    """``[alerts] score``: None (unset, or the bundle's own mode) keeps the bundle's whole score section."""
+    if mode is None:
+        return None
+    own = ((bundle.detection or {}).get("score") or {}).get("mode", "window")
+    return None if mode == own else ScoreSettings(mode=mode)
 
 
 def recommended_policy(bundle: Bundle) -> dict[str, Any]:

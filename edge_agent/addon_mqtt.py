@@ -174,9 +174,11 @@ class AddonLink:
         self._publish(P.reply_topic(self.prefix), P.encode(message), retain=False)
 
     def _publish(self, topic: str, text: str, retain: bool) -> None:
-        with self._acked:
-            mid = self._conn.publish(topic, text, qos=STATE_QOS, retain=retain)
-            if mid is not None:
+        # Not under self._acked: paho calls _on_published holding its own message lock, which publish()
+        # needs too, so holding ours across publish() deadlocked against an arriving PUBACK.
+        mid = self._conn.publish(topic, text, qos=STATE_QOS, retain=retain)
+        if mid is not None:
+            with self._acked:
                 self._published += 1
 
     def _on_published(self, _gen: int, _mid: int, rc: int) -> None:

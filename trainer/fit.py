@@ -76,6 +76,7 @@ from trainer.threshold import (
     normal_threshold,
     parse_strategy,
 )
+from trainer.training import FitSettings
 from trainer.window_choice import MIN_AUTO_WINDOW, dominant_period
 
 __all__ = ["TrainConfig", "run_train", "split_train_rows"]
@@ -97,19 +98,20 @@ class TrainConfig:
     timestamp_column: str | None = None
     window: int = 128
     hop: int = 4
-    model: str = "lstm"
-    units: tuple[int, ...] = (32, 16)
-    loss: str = "mse"
-    center: bool = True
-    epochs: int = 50
-    batch_size: int = 64
-    patience: int = 10
-    learning_rate: float = 3e-3
-    lr_schedule: str = "plateau"
-    shape_scale: bool = True
-    clipnorm: float | None = None
-    windows_per_epoch: int | None = 2048
-    min_improvement: float = 0.0
+    # The fit's knobs: their defaults are declared once, in trainer.training.FitSettings.
+    model: str = FitSettings.model
+    units: tuple[int, ...] = FitSettings.units
+    loss: str = FitSettings.loss
+    center: bool = FitSettings.center
+    epochs: int = FitSettings.epochs
+    batch_size: int = FitSettings.batch_size
+    patience: int = FitSettings.patience
+    learning_rate: float = FitSettings.learning_rate
+    lr_schedule: str = FitSettings.lr_schedule
+    shape_scale: bool = FitSettings.shape_scale
+    clipnorm: float | None = FitSettings.clipnorm
+    windows_per_epoch: int | None = FitSettings.windows_per_epoch
+    min_improvement: float = FitSettings.min_improvement
     validation_fraction: float = 0.2
     scaler: str = "minmax"
     clip: float | None = None
@@ -302,8 +304,6 @@ def _shape_scale(model: Any) -> list[float] | None:
 
 def fit_settings(cfg: TrainConfig) -> Any:
     """The ``trainer.training.FitSettings`` of a config."""
-    from trainer.training import FitSettings
-
     return FitSettings(model=cfg.model, units=tuple(cfg.units), loss=cfg.loss, center=cfg.center, epochs=cfg.epochs,
                        batch_size=cfg.batch_size, patience=cfg.patience, learning_rate=cfg.learning_rate,
                        lr_schedule=cfg.lr_schedule, shape_scale=cfg.shape_scale, clipnorm=cfg.clipnorm,

@@ -22,16 +22,28 @@ lowers to SUB + MUL next to the fused UNIDIRECTIONAL_SEQUENCE_LSTM ops.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_agent.core.aer import DEFAULT_LAMBDA_REC, part_errors, residual_gain, row_errors, row_factors
 from trainer.keras_backend import keras
 
-if TYPE_CHECKING:
-    from trainer.fit import TrainConfig
+
+class AerFitConfig(Protocol):
+    """What :func:`fit_aer` reads of ``trainer.fit.TrainConfig`` (a protocol: no import back into fit)."""
+
+    units: Sequence[int]
+    loss: str
+    learning_rate: float
+    center: bool
+    epochs: int
+    batch_size: int
+    patience: int
+    score: str
+    weights: Any
+    echo: Callable[[str], None]
 
 LATENT_LAYER = "latent"  # the encoder's last layer, as in trainer.model (the latent-map plot reads it)
 MEAN_LAYER = "window_mean"
@@ -119,7 +131,7 @@ def finalize_aer(model: Any, held_windows: np.ndarray, fn: str, weights: list[fl
     return final, section
 
 
-def fit_aer(cfg: TrainConfig, fit_windows: np.ndarray,
+def fit_aer(cfg: AerFitConfig, fit_windows: np.ndarray,
             held_windows: np.ndarray) -> tuple[Any, dict[str, list[float]]]:
     """Train on ``fit_windows`` (early stopping on ``held_windows``), then :func:`finalize_aer`.
 

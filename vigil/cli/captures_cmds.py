@@ -52,19 +52,9 @@ def pull(
 ) -> None:
     """Fetch the captures this directory does not hold yet; prints one line per capture."""
     load_extra("captures pull", "edge", "paho.mqtt.client")
-    from edge_agent.mqtt.settings import MqttSettings, TlsSettings
+    from vigil.cli.command_client import broker_settings
 
-    password = None
-    if password_env is not None:
-        if password_env not in os.environ:
-            raise VigilInputError(f"environment variable {password_env} is not set", key="--password-env")
-        password = os.environ[password_env]
-    tls_settings = None
-    if ca or cert or key or tls:
-        tls_settings = TlsSettings(ca_file=str(ca) if ca else None, cert_file=str(cert) if cert else None,
-                                   key_file=str(key) if key else None)
-    settings = MqttSettings(host=host, port=port, username=username, password=password, tls=tls_settings,
-                            protocol=protocol)
+    settings = broker_settings(host, port, username, None, password_env, ca, cert, key, tls, protocol, prefix)
     folder = out or Path("captures") / device
     try:
         folder.mkdir(parents=True, exist_ok=True)

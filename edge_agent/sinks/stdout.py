@@ -15,16 +15,22 @@ from typing import Any, TextIO
 
 
 def format_alert_line(payload: dict[str, Any]) -> str:
-    """``<time> <device> OPEN|CLOSE event <id8> [seq N] peak P (thr T) windows W top f:share,...``"""
+    """``<time> <device> OPEN|CLOSE event <id8> [seq N] peak P (thr T) windows W top f:share,... [reason R]``
+
+    A close says why it closed (``close_reason``): only ``normal`` means the
+    condition cleared; ``agent_stopped`` / ``agent_restarted`` must not read as
+    a cleared fault.
+    """
     phase = str(payload.get("phase", "?"))
     when = payload.get("start") if phase == "open" else payload.get("end")
     when = when or f"sample {payload.get('start_sample' if phase == 'open' else 'end_sample', '?')}"
     top = ",".join(f"{t.get('feature')}:{float(t.get('share', 0.0)):.2f}" for t in payload.get("top_features") or [])
     seq = f" seq {payload['seq']}" if "seq" in payload else ""
+    reason = f" reason {payload['close_reason']}" if payload.get("close_reason") else ""
     return (
         f"{when} {payload.get('device_id', '?')} {phase.upper():5s} event {str(payload.get('event_id', '?'))[:8]}{seq}"
         f" peak {_num(payload.get('peak_score'))} (thr {_num(payload.get('threshold'))})"
-        f" windows {payload.get('window_count', '?')} top {top or '-'}"
+        f" windows {payload.get('window_count', '?')} top {top or '-'}{reason}"
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -22,18 +22,34 @@ def convert(
         "float32's latency; size: the smallest passing mode."),
     force: bool = typer.Option(False, "--force", help="Write the bundle even if parity fails."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's and the TFLite runtime's own log lines."),
+    sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Sign the bundle with this private key file "
+        "from `vigil keys new` (same as `vigil sign` afterwards)."),
 ) -> None:
     """Convert a trained run to a parity-checked .vigil bundle."""
-    _run_convert(run, out, quantize, calibration, prefer, force, verbose)
+    _run_convert(run, out, quantize, calibration, prefer, force, verbose, sign_key)
 
 
 @one_line_errors("convert")
 def _run_convert(run: Path, out: Path, quantize: str, calibration: Optional[Path], prefer: str, force: bool,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, sign_key: Optional[Path] = None) -> None:
+    # The key is read before the conversion: a wrong path costs seconds, not a whole conversion.
+    signing_key = _read_signing_key(sign_key)
     mod = load_extra("convert", "train", "converter.convert")
     cfg = mod.ConvertConfig(run=run, out=out, quantize=quantize.strip().lower(), calibration=calibration,
                             prefer=prefer.strip().lower(), force=force, verbose=verbose)
-    mod.run_convert(cfg, echo=typer.echo)
+    result = mod.run_convert(cfg, echo=typer.echo)
+    if signing_key is not None:
+        from vigil.cli.keys_cmds import sign_bundle_file
+
+        sign_bundle_file(result.bundle_path, signing_key)
+
+
+def _read_signing_key(path: Optional[Path]) -> Any:
+    if path is None:
+        return None
+    from edge_agent.signing import read_key_file
+
+    return read_key_file(path)
 
 
 def verify(

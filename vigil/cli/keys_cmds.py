@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from vigil.cli.common import one_line_errors
+
+if TYPE_CHECKING:
+    from edge_agent.signing import SigningKey
 
 keys_app = typer.Typer(help="Signing keys for bundles.", no_args_is_help=True)
 
@@ -35,11 +38,17 @@ def sign_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="write the signed bundle here (default: in place)"),
 ) -> None:
     """Add an ed25519 signature over the bundle's manifest and model."""
+    from edge_agent.signing import read_key_file
+
+    sign_bundle_file(bundle, read_key_file(key), out)
+
+
+def sign_bundle_file(bundle: Path, signing_key: SigningKey, out: Optional[Path] = None) -> Path:
+    """Check ``bundle``, add the signature and write it to ``out`` (default: in place); says what it did."""
     from edge_agent.bundle import load_bundle, sign_bundle
     from edge_agent.errors import VigilInputError
-    from edge_agent.signing import key_id, read_key_file
+    from edge_agent.signing import key_id
 
-    signing_key = read_key_file(key)
     load_bundle(bundle)  # size limits and every check before the bytes are touched
     signed = sign_bundle(bundle.read_bytes(), signing_key, str(bundle))
     target = out or bundle
@@ -48,6 +57,7 @@ def sign_cmd(
     except OSError as exc:
         raise VigilInputError(f"cannot write signed bundle: {exc.strerror}", file=str(target)) from None
     typer.echo(f"signed {target} with key {key_id(signing_key.public_key)} ({signing_key.public_key})")
+    return target
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

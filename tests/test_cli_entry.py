@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +49,52 @@ def test_python_m_edge_agent_help_lists_the_device_commands() -> None:
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0
     assert "run" in done.stdout and "check-config" in done.stdout
+
+
+# `python -m edge_agent ARGS` in a child, reporting its exit code and which workstation packages it imported.
+_RUN_MODULE = (
+    "import runpy, sys\n"
+    "sys.argv = ['edge_agent', *{argv!r}]\n"
+    "code = 0\n"
+    "try:\n"
+    "    runpy.run_module('edge_agent', run_name='__main__', alter_sys=True)\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code\n"
+    "WORKSTATION = {{'vigil', 'trainer', 'converter', 'typer', 'tensorflow', 'keras', 'sklearn', 'matplotlib'}}\n"
+    "print('EXIT', code, sorted({{m.split('.')[0] for m in sys.modules}} & WORKSTATION), file=sys.stderr)\n"
+)
+
+
+def _python_m_edge_agent(*argv: str, cwd: Path) -> tuple[str, str, str]:
+    """(stdout, stderr before the probe line, probe line) of ``python -m edge_agent ARGV``."""
+    done = subprocess.run([sys.executable, "-c", _RUN_MODULE.format(argv=list(argv))], capture_output=True,
+                          text=True, cwd=cwd, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    *rest, probe = done.stderr.strip().splitlines() or [""]
+    return done.stdout, "\n".join(rest), probe
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_python_m_edge_agent_checks_and_runs_the_agent_without_workstation_code(tmp_path: Path,
+                                                                              tiny_bundle_3f: Path) -> None:
+    from tests.test_agent_service import write_anomalous_csv
+
+    start, end = 300, 340  # one disturbance
+    write_anomalous_csv(tmp_path / "data.csv", n_rows=600, ranges=[(start, end)])
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[device]\nid = "entry-dev"\n[bundle]\npath = "{tiny_bundle_3f}"\n'
+        '[source]\nkind = "replay"\npath = "data.csv"\npace = "fast"\n'
+        '[alerts]\nk = 2\nn = 3\nm = 3\n[sinks]\njsonl = "out/alerts.jsonl"\n', encoding="utf-8")
+
+    out, err, probe = _python_m_edge_agent("check-config", str(config), cwd=tmp_path)
+    assert probe == "EXIT 0 []", err
+    assert out.startswith(f"# effective configuration of {config}") and 'kind = "replay"' in out
+    assert "# the model loads in " in out  # the bundle's model was loaded in the real interpreter
+
+    out, err, probe = _python_m_edge_agent("run", "--config", str(config), cwd=tmp_path)
+    assert probe == "EXIT 0 []", err
+    alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    opens = [a["event_id"] for a in alerts if a["phase"] == "open"]
+    assert opens and opens == [a["event_id"] for a in alerts if a["phase"] == "close"]
+    assert {a["device_id"] for a in alerts} == {"entry-dev"}
+    assert any(a["start_sample"] <= end + 16 and a["end_sample"] >= start for a in alerts if a["phase"] == "close")

@@ -173,3 +173,33 @@ def test_score_cli_errors_are_one_line_exit_2(tiny_bundle_3f: Path, tmp_path: Pa
     assert not out.exists()
     ok = _cli(["score", str(tiny_bundle_3f), str(wrong), "--out", str(out), "--columns", "a,b,c"])
     assert ok.exit_code == 0 and _read_scores(out)[0] == ["row", "score", "threshold", "anomalous"]
+
+
+@pytest.mark.slow
+def test_vigil_evaluate_reports_the_events_vigil_score_publishes(
+    tiny_run_3f: Path, tiny_bundle_3f: Path, data_3f: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    # evaluate replays the run (its Keras model) through the same pipeline that `vigil score` runs the
+    # float32 bundle through: next to its row metrics it must report the very events the device publishes.
+    from trainer.evaluate import run_evaluate
+
+    path, _ = data_3f
+    labels = tmp_path / "labels.csv"
+    labels.write_text("start,end\n" + "".join(f"{s},{e}\n" for s, e in ANOMALIES))
+    published = run_evaluate(tiny_run_3f, path, labels, out=tmp_path / "eval")["published"]
+
+    events = tmp_path / "events.jsonl"
+    result = _cli(["score", str(tiny_bundle_3f), str(path), "--out", str(tmp_path / "scores.csv"),
+                   "--events", str(events)])
+    assert result.exit_code == 0, result.output
+    closes = [json.loads(line) for line in events.read_text().splitlines()]
+    closes = [p for p in closes if p["phase"] == "close"]
+    anomalies = [p for p in closes if p["kind"] == "anomaly"]
+    assert anomalies  # the injected disturbances are published: the comparison is not of two empty lists
+    assert published["events"] == [[p["start_sample"], p["end_sample"]] for p in anomalies]
+    assert published["n_events"] == len(anomalies)
+    for theirs, ours in zip(published["event_details"], anomalies, strict=True):
+        assert [f["feature"] for f in theirs["top_features"]] == [f["feature"] for f in ours["top_features"]]
+        assert theirs["peak_score"] == pytest.approx(ours["peak_score"], rel=1e-3)
+    assert [(f["fault"], f["feature"], f["start_sample"], f["end_sample"]) for f in published["sensor_faults"]] == \
+        [(p["fault"], p["feature"], p["start_sample"], p["end_sample"]) for p in closes if p["kind"] == "sensor_fault"]

@@ -92,7 +92,7 @@ def mqtt_rig(tmp_path: Path, broker: Any) -> SinkRig:
 
 
 def fanout_rig(tmp_path: Path) -> SinkRig:
-    """The agent's fan-out over a JSONL file and stdout (when the module exists)."""
+    """The agent's fan-out over a JSONL file and stdout."""
     from edge_agent.sinks.fanout import FanoutSink
 
     inner, out = jsonl_rig(tmp_path), stdout_rig(tmp_path)

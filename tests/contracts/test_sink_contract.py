@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,10 +13,29 @@ from tests.contracts import sink_rigs
 from tests.contracts.sink_checks import SINK_CHECKS
 from tests.contracts.sink_rigs import SinkRig
 
-LOCAL = {"jsonl": sink_rigs.jsonl_rig, "stdout": sink_rigs.stdout_rig}
-if importlib.util.find_spec("edge_agent.sinks.fanout") is not None:
-    LOCAL["fanout"] = sink_rigs.fanout_rig
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = {"jsonl": sink_rigs.jsonl_rig, "stdout": sink_rigs.stdout_rig, "fanout": sink_rigs.fanout_rig}
+BROKER = {"mqtt"}  # needs a mosquitto: test_mqtt_sink_contract
 IDS = [c.__name__.removeprefix("check_") for c in SINK_CHECKS]
+
+
+def _shipped_sinks() -> dict[str, str]:
+    """Every ``class ...Sink`` the agent ships -> the rig name it needs (its module; mqtt/sink.py: "mqtt")."""
+    modules = {path: path.stem for path in (REPO / "edge_agent" / "sinks").glob("*.py")}
+    modules[REPO / "edge_agent" / "mqtt" / "sink.py"] = "mqtt"
+    found = {}
+    for path, rig in modules.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Sink") and node.name != "AlertSink":
+                found[node.name] = rig
+    return found
+
+
+def test_every_sink_has_a_rig() -> None:
+    # A new sink module without a rig would escape the contract unnoticed.
+    shipped = _shipped_sinks()
+    assert {"JsonlSink", "StdoutSink", "FanoutSink", "MqttSink"} <= set(shipped)
+    assert set(shipped.values()) == set(LOCAL) | BROKER
 
 
 def _finish(rig: SinkRig) -> None:

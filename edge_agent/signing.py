@@ -8,9 +8,10 @@ is the sha256 of each of ``FORMAT``, ``manifest.json`` and ``model.tflite``
 replayed for anything else.
 
 PyNaCl was chosen over ``cryptography`` for the device: importing it and
-verifying one signature adds about 1.3 MB resident memory in a fresh Python
-(``cryptography`` adds about 10 MB). It is imported only when a key is used,
-so a device without trusted keys never loads it.
+verifying one signature adds about 1 MB resident memory to the agent's
+process, ``cryptography`` about 7 MB (``benchmarks/chaos_signing.py``). It is
+imported only when a key is used, so a device without trusted keys never
+loads it.
 
 Key file (JSON, mode 0600): ``{"format": "vigil-ed25519-key/1",
 "private_key": <base64 32-byte seed>, "public_key": "ed25519:<base64>"}``.

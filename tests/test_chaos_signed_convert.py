@@ -43,3 +43,13 @@ def test_convert_sign_key_writes_a_bundle_the_device_accepts_with_that_key_only(
     assert bundle.signature is not None
     with pytest.raises(VigilInputError, match="not in trusted_keys"):
         load_bundle(out, trusted_keys=[stranger.public_key])
+
+
+def test_signing_cost_benchmark_runs_and_pynacl_stays_unloaded_without_keys() -> None:
+    from benchmarks.chaos_signing import measure, render
+
+    data = measure(rounds=1)
+    assert set(data["contenders"]) >= {"no keys", "PyNaCl"}
+    assert not any(c["nacl_loaded_before_bundle"] for c in data["contenders"].values())
+    assert data["contenders"]["PyNaCl"]["verify_ms_median"] > 0
+    assert "| PyNaCl |" in render(data)

@@ -268,7 +268,9 @@ def _with_bundle(config: AgentConfig, check_source: bool) -> AgentConfig:
         bundle = load_bundle(bundle_path, trusted_keys=trusted)
     except VigilInputError as exc:
         key = exc.key if exc.key == "bundle.trusted_keys" else "bundle.path"
-        raise fail(key, str(exc)) from None
+        # The config names the key already: the bundle's own error adds only its file, not the key again.
+        detail = f"{exc.file}: {exc.detail}" if exc.key == key and exc.file else str(exc)
+        raise fail(key, detail) from None
     config = replace(config, bundle=bundle)
     if isinstance(config.source, (StdinOptions, SerialOptions)) and not config.source.features:
         source = replace(config.source, features=tuple(bundle.input_features))  # the bundle's, as documented

@@ -53,3 +53,20 @@ def test_signing_cost_benchmark_runs_and_pynacl_stays_unloaded_without_keys() ->
     assert not any(c["nacl_loaded_before_bundle"] for c in data["contenders"].values())
     assert data["contenders"]["PyNaCl"]["verify_ms_median"] > 0
     assert "| PyNaCl |" in render(data)
+
+
+def test_config_refusing_a_foreign_signature_names_the_key_once(tmp_path: Path) -> None:
+    from benchmarks.chaos_fuzz import MODEL, base_manifest
+    from edge_agent.bundle import pack_bundle, sign_bundle
+    from edge_agent.config import load_config
+    from edge_agent.signing import new_signing_key
+
+    trusted, stranger = new_signing_key(), new_signing_key()
+    (tmp_path / "b.vigil").write_bytes(sign_bundle(pack_bundle(base_manifest(), MODEL), stranger))
+    (tmp_path / "agent.toml").write_text(f'[device]\nid = "d"\n[bundle]\npath = "b.vigil"\n'
+                                         f'trusted_keys = ["{trusted.public_key}"]\n[source]\nkind = "stdin"\n')
+    with pytest.raises(VigilInputError) as info:
+        load_config(tmp_path / "agent.toml", check_source=False, check_files=False)
+    message = str(info.value)
+    assert message.count("bundle.trusted_keys") == 1 and "which is not in trusted_keys" in message
+    assert str(tmp_path / "b.vigil") in message and "\n" not in message

@@ -204,3 +204,38 @@ def test_alert_acked_while_the_disk_is_full_is_not_sent_again(small_fs: Path) ->
     spool.append("t", _alert(5))  # space again: the deferred deletes go through
     spool.close()
     assert [m.seq for m in AlertSpool(small_fs / "spool.db").pending(10)] == [4, 5, 6]
+
+
+@pytest.mark.broker
+def test_status_topic_says_degraded_while_the_disk_is_full_and_plain_online_after(small_fs: Path,
+                                                                                  tmp_path: Path) -> None:
+    from edge_agent.mqtt.settings import MqttSettings
+    from edge_agent.mqtt.sink import MqttSink
+    from tests.broker import MosquittoBroker, require_mosquitto
+    from tests.test_mqtt_sink import FAST, Observer, make_alert, wait_for
+
+    require_mosquitto()
+    with MosquittoBroker(tmp_path / "b") as b:
+        observer = Observer(b.port, "vigil/dev1/#")
+        sink = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, **FAST), "dev1",
+                        AlertSpool(small_fs / "spool.db", retry_s=0.0))
+        sink.start()
+        try:
+            sink.publish_alert(make_alert(0))
+            wait_for(lambda: observer.payloads("/status")[-1:] == ["online"], 10, "plain online first")
+            filler = fill(small_fs)
+            for i in range(1, 40):  # until the full disk refuses a write
+                sink.publish_alert(make_alert(i))
+                if sink.stats()["spool_degraded"]:
+                    break
+            assert "full" in sink.stats()["spool_degraded"]
+            wait_for(lambda: any(p.startswith("online degraded: ") and "full" in p
+                                 for p in observer.payloads("/status")), 10, "the degraded status")
+            filler.unlink()
+            sink.publish_alert(make_alert(99))
+            wait_for(lambda: observer.payloads("/status")[-1:] == ["online"], 10, "plain online again")
+            wait_for(lambda: sink.stats()["spool_depth"] == 0, 20, "every alert delivered")
+            assert sink.stats()["spool_dropped"] == 0
+        finally:
+            sink.stop(1)
+            observer.close()

@@ -18,13 +18,15 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.bundle import Bundle
-from edge_agent.captures import CaptureRecorder, CaptureStore
-from edge_agent.homeassistant import Discovery, HaState, node_id_for
-from edge_agent.metrics import HttpExporter, TextfileExporter, make_exporter, render
-from edge_agent.sources.base import SampleBlock
+# Each add-on's module is imported only when its section is on: a plain agent does not load them.
+if TYPE_CHECKING:
+    from edge_agent.bundle import Bundle
+    from edge_agent.captures import CaptureRecorder
+    from edge_agent.homeassistant import Discovery, HaState
+    from edge_agent.metrics import HttpExporter, TextfileExporter
+    from edge_agent.sources.base import SampleBlock
 
 log = logging.getLogger("vigil.addons")
 
@@ -42,10 +44,15 @@ class AgentAddons:
         self._error_counts: dict[str, int] = {}
         state_dir = Path(config.spool.path).parent
         m = config.metrics
-        self.exporter: TextfileExporter | HttpExporter | None = make_exporter(
-            m.mode, m.textfile or state_dir / METRICS_FILE, m.http_host, m.http_port)
+        self.exporter: TextfileExporter | HttpExporter | None = None
+        if m.mode != "off":
+            from edge_agent.metrics import make_exporter
+
+            self.exporter = make_exporter(m.mode, m.textfile or state_dir / METRICS_FILE, m.http_host, m.http_port)
         self.recorder: CaptureRecorder | None = None
         if config.captures.enabled:
+            from edge_agent.captures import CaptureRecorder, CaptureStore
+
             c = config.captures
             store = CaptureStore(c.path or state_dir / CAPTURES_DIR, c.max_count, c.max_bytes)
             inputs = list(bundle.input_features)  # the raw sensor columns, also for a spectral bundle
@@ -53,7 +60,11 @@ class AgentAddons:
                                             after_s=c.after_s, max_rows=c.max_rows, rate_hz=bundle.sampling_rate_hz,
                                             window=bundle.spec.window, device_id=config.device_id,
                                             model_id=bundle.model_id)
-        self.ha_state: HaState | None = HaState() if config.homeassistant.enabled else None
+        self.ha_state: HaState | None = None
+        if config.homeassistant.enabled:
+            from edge_agent.homeassistant import HaState
+
+            self.ha_state = HaState()
         self.link: Any = None  # edge_agent.addon_mqtt.AddonLink, when a broker and an MQTT add-on are on
 
     @property
@@ -61,6 +72,8 @@ class AgentAddons:
         return self.exporter is not None or self.recorder is not None or self.ha_state is not None
 
     def discovery(self, bundle: Bundle) -> Discovery:
+        from edge_agent.homeassistant import Discovery, node_id_for
+
         ha = self.config.homeassistant
         return Discovery(ha.discovery_prefix.rstrip("/"), self.config.topic_prefix, self.config.device_id,
                          node_id_for(self.config.device_id, ha.node_id), ha.device_name or self.config.device_id,
@@ -128,6 +141,8 @@ class AgentAddons:
 
     def on_health(self, payload: dict[str, Any]) -> None:
         if self.exporter is not None:
+            from edge_agent.metrics import render
+
             self._guard("metrics", self.exporter.update, render(payload))
         if self.ha_state is not None:
             self._guard("homeassistant", self.ha_state.on_health, payload, payload.get("last_score"))

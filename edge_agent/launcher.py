@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m edge_agent") -> i
 
 def run_agent(config: str, prog: str = "vigil agent run") -> int:
     """Load the config and run the service; a config problem is one line and exit 2."""
+    from edge_agent import lean_imports
+
+    lean_imports.install()  # before the first import of paho, numpy.random or hashlib (6 MB of RSS)
     from edge_agent.config import load_config
     from edge_agent.service import AgentService, configure_logging
 

@@ -12,7 +12,6 @@ import contextlib
 import faulthandler
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import IO, Any
@@ -177,7 +176,7 @@ def _native_stderr_silenced() -> Iterator[None]:
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded use): leave it alone
         yield
         return
-    capture = tempfile.TemporaryFile()
+    capture = _anonymous_file()
     was_enabled = faulthandler.is_enabled()
     try:
         faulthandler.enable(file=saved, all_threads=True)
@@ -191,6 +190,15 @@ def _native_stderr_silenced() -> Iterator[None]:
             faulthandler.disable()
         os.close(saved)
         _replay_native_lines(capture)
+
+
+def _anonymous_file() -> IO[bytes]:
+    """A nameless read/write file: a memfd on Linux (the agent need not import ``tempfile`` for it)."""
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("vigil-native-stderr"), "w+b")
+    import tempfile
+
+    return tempfile.TemporaryFile()
 
 
 def _replay_native_lines(capture: IO[bytes]) -> None:

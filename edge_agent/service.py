@@ -108,12 +108,14 @@ class AgentService:
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
-        from edge_agent.rollout.controller import RolloutController
         from edge_agent.runtime import Scorer
 
         # Deploy/policy commands (None without a broker or with [rollout] enabled = false); the remote
         # policy and a deployed bundle stored on the device replace the config file's.
-        self.rollout = RolloutController.create(self.config)
+        if self.config.rollout.enabled and self.config.broker_enabled:  # else its modules stay unloaded
+            from edge_agent.rollout.controller import RolloutController
+
+            self.rollout = RolloutController.create(self.config)
         if self.rollout is not None:
             self.config = self.rollout.startup_config()
         cfg = self.config

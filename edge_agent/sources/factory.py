@@ -31,7 +31,6 @@ from edge_agent.config_sections import (
 )
 from edge_agent.config_values import parse_source
 from edge_agent.errors import VigilInputError
-from edge_agent.sources import i2c_adxl345, i2c_mpu6050
 from edge_agent.sources.base import Source
 
 __all__ = ["KINDS", "check_options", "make_source", "parse_source_options"]
@@ -47,8 +46,10 @@ def parse_source_options(table: Mapping[str, Any], base_dir: Path | None = None)
 def check_options(options: SourceOptions) -> None:
     """What only the driver knows: the MPU6050's rate must divide 1 kHz."""
     if isinstance(options, Mpu6050Options):
+        from edge_agent.sources.i2c_mpu6050 import sample_rate_divider
+
         try:
-            i2c_mpu6050.sample_rate_divider(options.rate_hz)
+            sample_rate_divider(options.rate_hz)
         except ValueError as exc:
             raise VigilInputError(str(exc), key="source.rate_hz") from None
 
@@ -119,13 +120,18 @@ def _i2c_common(opt: Adxl345Options | Mpu6050Options) -> dict[str, Any]:
             "retry_min_s": opt.retry_min_s, "retry_max_s": opt.retry_max_s, "stall_s": opt.stall_s}
 
 
+# The I2C drivers are imported only for their own kind (a replay or synthetic agent does not map them).
 def _adxl345(opt: Adxl345Options, _features: list[str] | None) -> Source:
-    return i2c_adxl345.ADXL345Source(full_resolution=opt.full_resolution, **_i2c_common(opt))
+    from edge_agent.sources.i2c_adxl345 import ADXL345Source
+
+    return ADXL345Source(full_resolution=opt.full_resolution, **_i2c_common(opt))
 
 
 def _mpu6050(opt: Mpu6050Options, _features: list[str] | None) -> Source:
+    from edge_agent.sources.i2c_mpu6050 import MPU6050Source
+
     dlpf: int | str = opt.dlpf_hz if opt.dlpf_hz == "auto" else int(opt.dlpf_hz)
-    return i2c_mpu6050.MPU6050Source(dlpf_hz=dlpf, **_i2c_common(opt))
+    return MPU6050Source(dlpf_hz=dlpf, **_i2c_common(opt))
 
 
 def _synthetic(opt: SyntheticOptions, _features: list[str] | None) -> Source:

@@ -203,3 +203,30 @@ def test_vigil_evaluate_reports_the_events_vigil_score_publishes(
         assert theirs["peak_score"] == pytest.approx(ours["peak_score"], rel=1e-3)
     assert [(f["fault"], f["feature"], f["start_sample"], f["end_sample"]) for f in published["sensor_faults"]] == \
         [(p["fault"], p["feature"], p["start_sample"], p["end_sample"]) for p in closes if p["kind"] == "sensor_fault"]
+
+
+@pytest.mark.slow
+def test_score_config_the_device_would_refuse_is_refused_in_one_line(
+    tiny_bundle_3f: Path, data_3f: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    # Replayed at the config's 400 Hz, a 250 Hz file is all gaps: 0 windows, "0 events", exit 0 (before).
+    from tests.test_config_checks import PROFILES, repack
+
+    path, _ = data_3f
+    xyz250 = repack(tiny_bundle_3f, tmp_path / "xyz250.vigil", features=["x", "y", "z"], sampling_rate_hz=250.0)
+    rpi4 = tmp_path / "rpi4.toml"
+    rpi4.write_text((PROFILES / "rpi4-adxl345.toml").read_text())  # its secrets and TLS files exist on the device
+    replay = tmp_path / "replay.toml"
+    replay.write_text('[device]\nid = "d"\n[source]\nkind = "replay"\npath = "x.csv"\nrate_hz = 250.0\n')
+    synthetic = tmp_path / "synthetic.toml"  # x, y, z at the bundle's 100 Hz: the features differ
+    synthetic.write_text('[device]\nid = "d"\n[source]\nkind = "synthetic"\nrate_hz = 100.0\n')
+    out = tmp_path / "scores.csv"
+    cases = [(xyz250, rpi4, "source.rate_hz", "400 Hz but the bundle was trained at 250 Hz"),
+             (tiny_bundle_3f, replay, "source.rate_hz", "250 Hz but the bundle was trained at 100 Hz"),
+             (tiny_bundle_3f, synthetic, "source", "'x' but the bundle expects 'f0'")]
+    for bundle, config, key, needle in cases:
+        result = _cli(["score", str(bundle), str(path), "--config", str(config), "--out", str(out)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"vigil score: {config}, key '{key}'") and needle in lines[0], lines[0]
+        assert not out.exists()

@@ -59,15 +59,20 @@ def _run_score(bundle_path: Path, data: Path, out: Path, events: Optional[Path],
     row_range, names = parse_rows(rows), parse_columns(columns)
     rate = None
     if config_path is not None:
-        from edge_agent.config import load_config
+        from edge_agent.config import check_source_against_bundle, compare_rate, load_config
 
         config = load_config(config_path, check_bundle=False, check_files=False)
         settings = PipelineSettings.from_config(config, bundle)
         source = config.source
         rate = float(getattr(source, "rate_hz", 0.0) or 0.0) or None  # the sensor's rate judges gaps
+        # What the device refuses at check-config is refused here too: replayed at another rate every
+        # row looks like a gap, nothing is scored, and "0 events" would pass for an answer.
         if source.kind == "replay":
+            compare_rate(rate, bundle, config.path)  # its file is DATA here, not the config's path
             names = names or (list(source.columns) or None)
             row_range = row_range if rows is not None else source.row_slice
+        else:
+            check_source_against_bundle(config, bundle)  # the sensor's features and rate
     else:
         settings = PipelineSettings.for_bundle(bundle)
     settings = _with_overrides(settings, overrides)

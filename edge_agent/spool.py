@@ -211,6 +211,7 @@ class AlertSpool:
 
     def close(self) -> None:
         with self._lock:
+            self._settle_memory()
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -221,6 +222,26 @@ class AlertSpool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def settle_memory(self) -> None:
+        """At stop, alerts held only in memory die with the process: store them now if the file allows, else count."""
+        with self._lock:
+            self._settle_memory()
+
+    def _settle_memory(self) -> None:
+        if not self._memory:
+            return
+        if self._db is None:
+            self._open_or_degrade()
+        else:
+            self._move_memory_to_file()
+        if not self._memory:
+            return
+        count, first, last = len(self._memory), self._memory[0].seq, self._memory[-1].seq
+        self._memory.clear()
+        self._bump("dropped", count)
+        log.error("spool: stopping with %d alert(s) held only in memory (seq %d-%d; %s): they are lost",
+                  count, first, last, self._degraded or "the file refused them")
 
     # -- opening ------------------------------------------------------------------------
 

@@ -239,3 +239,47 @@ def test_status_topic_says_degraded_while_the_disk_is_full_and_plain_online_afte
         finally:
             sink.stop(1)
             observer.close()
+
+
+def test_alerts_held_only_in_memory_at_stop_are_stored_if_possible_else_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the spool directory should be")
+    spool = AlertSpool(blocker / "spool.db", retry_s=3600.0)  # no retry before the stop
+    for i in range(3):
+        spool.append("t", _alert(i))
+    spool.close()  # the directory is still unusable: the three die with the process ...
+    assert spool.stats()["dropped"] == 3 and spool.stats()["memory_depth"] == 0  # ... and are counted
+    assert any("held only in memory" in r.message and "lost" in r.message for r in caplog.records)
+
+    spool = AlertSpool(blocker / "spool.db", retry_s=3600.0)
+    spool.append("t", _alert(3))
+    blocker.unlink()  # the directory can be made now: the stop stores what memory holds
+    spool.close()
+    assert spool.stats()["dropped"] == 0
+    assert [m.payload_dict()["i"] for m in AlertSpool(blocker / "spool.db").pending(10)] == [3]
+
+
+@pytest.mark.slow  # uses the converted tiny bundle
+def test_agent_with_an_unusable_state_directory_still_scores_and_says_why(tmp_path: Path,
+                                                                          tiny_bundle_3f: Path) -> None:
+    # Defect 2 at the agent level: the spool, the open-event file and the rollout state all live in the
+    # state directory; none of them may stop the agent (exit 1 with a traceback was a restart loop).
+    import json
+
+    from tests.broker import free_port
+    from tests.test_agent_service import agent_toml, read_jsonl, vigil, write_anomalous_csv
+
+    write_anomalous_csv(tmp_path / "data.csv")
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    config = agent_toml(tmp_path, tiny_bundle_3f, source='kind = "replay"\npath = "data.csv"\npace = "fast"\n',
+                        sections=f'[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\n[spool]\n'
+                                 'path = "state/spool.db"\n[sinks]\njsonl = "alerts.jsonl"\nhealth_jsonl = true\n')
+    result = vigil("agent", "run", "--config", str(config))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    log = result.stdout + result.stderr
+    assert "Traceback" not in log
+    assert read_jsonl(tmp_path / "alerts.jsonl"), "no alerts scored"
+    health = json.loads((tmp_path / "alerts.health.json").read_text())
+    assert "cannot create spool directory" in health["sink"]["spool_degraded"]
+    assert "rollout: cannot use" in log and "held only in memory" in log

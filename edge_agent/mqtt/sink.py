@@ -173,6 +173,7 @@ class MqttSink:
             self._events.put(("stop",))
             self._pump.join(max(0.2, deadline - time.monotonic()))
             self._pump = None
+        self.spool.settle_memory()  # what only memory holds would vanish silently with the process
         log.info("mqtt: sink stopped (%d alert(s) left in the spool)", self.spool.depth())
 
     # -- extras for the service and tests ----------------------------------------------

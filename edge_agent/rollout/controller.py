@@ -79,7 +79,12 @@ class RolloutController:
         settings = mqtt_settings(config)
         if not config.rollout.enabled or settings is None:
             return None
-        store = RolloutStore(config.spool.path.parent / ROLLOUT_DIR)
+        try:
+            store = RolloutStore(config.spool.path.parent / ROLLOUT_DIR)
+        except OSError as exc:  # unwritable state directory: keep scoring (the spool runs memory-only too)
+            log.error("rollout: cannot use %s (%s); deploys and remote policy are off until a restart",
+                      config.spool.path.parent / ROLLOUT_DIR, exc.strerror or exc)
+            return None
         return cls(config, store, CommandChannel(settings, config.device_id, config.rollout.session_expiry_s))
 
     # -- start and stop ----------------------------------------------------------------

@@ -42,12 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import log, md_table, write_results
+from benchmarks.common import DATA, log, md_table, write_results
 from benchmarks.reference import WORK, train_config
 
 COMMAND = "nice -n 10 .venv/bin/python -m benchmarks.vibration"
 OUT = WORK / "spectral" / "vibration"
-BEARING = Path(__file__).resolve().parents[2] / "shared" / "data" / "vibration" / "uestc_bearing"
+BEARING = DATA / "vibration" / "uestc_bearing"
 BEARING_RATE = 20_000.0
 TRAIN_ROWS = 131_072  # of each normal training file (6.55 s)
 SCORE_ROWS = 131_072  # of each test file (6.55 s)

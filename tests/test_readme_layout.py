@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PATH_TOKEN = re.compile(r"^[\w./-]+(/|\.(py|md|in|json|toml))$")
 # Installed packages (pyproject's packages.find) and the other top-level folders a newcomer looks for.
-TOP_LEVEL = ("edge_agent", "trainer", "converter", "vigil", "benchmarks", "firmware_configs")
+TOP_LEVEL = ("edge_agent", "trainer", "converter", "vigil", "benchmarks", "firmware_configs", "tests")
 
 
 def table_rows() -> list[list[str]]:

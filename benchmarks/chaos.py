@@ -91,8 +91,7 @@ def render(data: dict[str, Any]) -> str:
         if "skipped" in r:
             rows.append([r["scenario"], *["-"] * len(COLUMNS), f"skipped: {r['skipped']}"])
             continue
-        note = r.get("error") or r.get("diagnosis") or r.get("reported") or r.get("degraded_while_full") or ""
-        rows.append([r["scenario"], *[r.get(c, 0) for c in COLUMNS], str(note)[:90]])
+        rows.append([r["scenario"], *[r.get(c, 0) for c in COLUMNS], _note(r)[:90]])
     parts = ["## Delivery under faults", md_table(["scenario", *COLUMNS, "notes"], rows)]
     f = data["fuzz"]
     fuzz_rows = [
@@ -114,6 +113,18 @@ def render(data: dict[str, Any]) -> str:
                  f"(target 0); tracebacks {t['tracebacks']} (target 0); crashes {t['crashes']}; "
                  f"{t['seconds']:.0f} s.")
     return "\n\n".join(parts)
+
+
+def _note(r: dict[str, Any]) -> str:
+    """What the scenario did and what the agent said about it."""
+    if "kill_cycles" in r:
+        return f"{r['kill_cycles']} kills, {r.get('broker_outages', 0)} during broker outages"
+    if "flaps" in r:
+        return f"{r['flaps']} broker flaps"
+    if r.get("quarantined"):
+        return f"{r['quarantined']} corrupt file moved aside"
+    return str(r.get("error") or r.get("diagnosis") or r.get("reported") or r.get("degraded_while_full")
+               or r.get("spool_degraded") or "")
 
 
 def totals(data: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class EventDetector:
         self.threshold = float(threshold)
         self.limit = self.threshold * self.policy.sensitivity
         self._recent: deque[bool] = deque(maxlen=self.policy.n)
+        self._recent_anomalous = 0  # sum(self._recent), kept as the deque moves (k-of-n per window in O(1))
         self._event: AlertEvent | None = None
         self._normal_run = 0
         self._cooldown_left = 0
@@ -116,13 +117,17 @@ class EventDetector:
         if anomalous is None:
             anomalous = self.is_anomalous(score)
         self._threshold_now = self.limit if threshold is None else float(threshold)
-        self._recent.append(anomalous)
+        recent = self._recent
+        if len(recent) == self.policy.n:
+            self._recent_anomalous -= recent[0]  # the verdict append() is about to drop
+        recent.append(anomalous)
+        self._recent_anomalous += anomalous
         if self._event is not None:
             return self._continue(row, time, score, feature_errors, anomalous)
         if self._cooldown_left > 0:
             self._cooldown_left -= 1
             return None
-        if sum(self._recent) >= self.policy.k and anomalous:
+        if self._recent_anomalous >= self.policy.k and anomalous:
             return self._open(row, time, score, feature_errors, start_row, start_time)
         return None
 
@@ -174,6 +179,7 @@ class EventDetector:
         self._normal_run = 0
         self._cooldown_left = self.policy.cooldown
         self._recent.clear()
+        self._recent_anomalous = 0
         closed = _snapshot(ev)
         closed.phase = EventPhase.CLOSE
         closed.close_reason = reason

@@ -218,10 +218,10 @@ def test_feature_stats_json_forms_and_errors() -> None:
 @pytest.mark.parametrize("full_scale", [None, (-4.5, 4.5)])
 def test_the_quick_all_clear_never_hides_a_candidate(full_scale: tuple[float, float] | None) -> None:
     """``all_clear`` (the cheap path for healthy chunks) is True only where ``check`` flags nothing."""
-    from edge_agent.detection.sensor_faults import _FeatureLimits
+    from edge_agent.detection.sensor_limits import FeatureLimits
 
     settings = SensorHealthSettings(check_samples=64, hold_samples=128, full_scale=full_scale)
-    limits = _FeatureLimits(settings, stats_for(settings))
+    limits = FeatureLimits(settings, stats_for(settings))
     rng = np.random.default_rng(7)
     kinds = {"clean": 0, "clear": 0}
     for trial in range(400):

@@ -25,7 +25,33 @@ finalized rows): the device runs it for every window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+#: Blocks of up to this many windows (a device read) take the skewed-grid sum; longer (a replay's
+#: 4096-row blocks) take one bincount: the grid would grow with the block squared.
+SKEW_MAX_WINDOWS = 32
+#: numpy's float add-reduce sums runs shorter than this left to right, longer ones pairwise.
+PAIRWISE_MIN = 8
+
+
+def sum_features(product: np.ndarray, out: np.ndarray) -> None:
+    """``np.sum(product, axis=-1, out=out)``, bit for bit, in fewer numpy calls for a few features.
+
+    numpy adds fewer than ``PAIRWISE_MIN`` elements left to right (pairwise summation starts at 8),
+    so explicit left-to-right adds of the feature columns give its very sums; a reduction over a
+    short last axis is slow (one inner loop per output element).
+    """
+    f = product.shape[-1]
+    if f >= PAIRWISE_MIN:
+        np.sum(product, axis=-1, out=out)
+    elif f == 1:
+        out[...] = product[..., 0]
+    else:
+        np.add(product[..., 0], product[..., 1], out=out)
+        for i in range(2, f):
+            np.add(out, product[..., i], out=out)
 
 
 class RowAggregator:
@@ -48,6 +74,8 @@ class RowAggregator:
         self._steps_index = np.arange(self.window, dtype=np.int64)[None, :]
         self._product = np.zeros((self.window, self.weights.shape[0]), dtype=np.float64)
         self._span = np.arange(4 * self.window, dtype=np.int64)
+        self._skews: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._product_many = np.empty((0,), dtype=np.float64)
         self._allocate(4 * (self.window + self.hop))
         self.reset()
 
@@ -91,7 +119,7 @@ class RowAggregator:
         a = e - w
         # multiply + sum, not np.dot: BLAS may round a stacked block differently (add_windows must match)
         np.multiply(step_errors, self.weights, out=self._product)
-        np.sum(self._product, axis=1, out=self._weighted[0])
+        sum_features(self._product, self._weighted[0])
         if a >= 0:
             self._acc[:, a:e] += self._weighted
         else:  # the window's oldest rows were already finalized and dropped
@@ -105,38 +133,85 @@ class RowAggregator:
         self._start, self.first, self.last = last, first, last
         return last - first
 
-    def add_windows(self, step_errors: list[np.ndarray], afters: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """:meth:`add_window` for every window of one block at once; ``(first, last)`` index arrays per window.
+    def add_windows(self, step_errors: list[np.ndarray],
+                    afters: Sequence[int] | np.ndarray) -> tuple[list[int], list[int]] | None:
+        """:meth:`add_window` for every window of one block at once; ``(first, last)`` index lists per window.
 
         Only with ``delay = window - 1`` (the rows a window finalizes are in
-        no later window) and when every window finalizes a row: then one
-        ``bincount`` adds the windows to the rows in the same order, so the
-        sums are bit-identical to window-by-window; otherwise None (call
-        :meth:`add_window` per window). A few numpy calls per block instead
-        of per window. ``afters`` (int64) must decrease: the block's windows in order.
+        no later window) and when every window finalizes a row: then the
+        windows are added to the rows in the same order (sequential sums per
+        row), so the sums are bit-identical to window-by-window; otherwise
+        None (call :meth:`add_window` per window). A few numpy calls per block
+        instead of per window. ``afters`` must decrease: the block's windows in order.
         """
         w, k = self.window, len(step_errors)
         if k < 2 or self.delay != w - 1:
             return None
-        ends = self._end - afters  # strictly increasing: one block's windows, in order
-        starts = ends - w
-        first_start = int(starts[0])
-        if first_start < 0 or first_start + 1 <= self._start:
+        base = self._end - w
+        listed = afters.tolist() if isinstance(afters, np.ndarray) else afters
+        starts = [base - int(after) for after in listed]  # strictly increasing: one block's windows, in order
+        if starts[0] < 0 or starts[0] + 1 <= self._start:
             return None
-        lo, hi = first_start, int(ends[-1])
+        stacked = np.array(step_errors)  # [k, window, features]
+        hop = self.hop
+        if k <= SKEW_MAX_WINDOWS and all(b - a == hop for a, b in zip(starts, starts[1:])):
+            self._add_regular(stacked, starts[0], k)
+        else:
+            self._add_scattered(stacked, np.asarray(starts, dtype=np.int64), starts[-1] + w)
+        last = [start + 1 for start in starts]  # = ends - delay
+        first = [self._start, *last[:-1]]
+        a, b = self._start, last[-1]
+        np.divide(self._acc[0, a:b], self._acc[1, a:b], out=self.scores[a:b])
+        self._start, self.first, self.last = b, first[-1], b
+        return first, last
+
+    def _add_regular(self, stacked: np.ndarray, lo: int, k: int) -> None:
+        """Windows ``hop`` apart: laid out skewed in a ``[k + 1, span]`` grid whose rows are summed in order.
+
+        Row 0 holds the running sums, row ``1 + j`` window ``j``'s weighted step errors at its offset
+        and zeros elsewhere (adding 0.0 changes no sum), so one ``add.reduce`` over axis 0 adds, per
+        row, the previous sum and then the windows in order: the sums of :meth:`add_window`.
+        """
+        grid, strided, counts = self._skew(k)
+        span = grid.shape[1]
+        acc = self._acc
+        # multiply + sum, as add_window rounds it, written straight into the skewed rows
+        sum_features(np.multiply(stacked, self.weights, out=self._stacked_product(stacked.shape)), strided)
+        grid[0] = acc[0, lo:lo + span]
+        np.add.reduce(grid, axis=0, out=acc[0, lo:lo + span])
+        acc[1, lo:lo + span] += counts
+
+    def _skew(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cached per block size: the grid, its strided view of the windows' rows and the rows' window counts."""
+        cached = self._skews.get(k)
+        if cached is None:
+            w, h = self.window, self.hop
+            span = (k - 1) * h + w
+            grid = np.zeros((k + 1, span), dtype=np.float64)
+            # window j's row t sits at grid[1 + j, j * hop + t]: flat offset j * (span + hop) + t after row 0
+            strided = np.lib.stride_tricks.as_strided(grid[1:].reshape(-1), shape=(k, w),
+                                                      strides=((span + h) * grid.itemsize, grid.itemsize))
+            covered = np.zeros(span, dtype=np.float64)
+            for j in range(k):
+                covered[j * h:j * h + w] += 1.0
+            cached = self._skews[k] = (grid, strided, covered)
+        return cached
+
+    def _stacked_product(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self._product_many.shape != shape:
+            self._product_many = np.empty(shape, dtype=np.float64)
+        return self._product_many
+
+    def _add_scattered(self, stacked: np.ndarray, starts: np.ndarray, hi: int) -> None:
+        """Any spacing, any count: one ``bincount`` adds the windows to the rows in order."""
+        lo = int(starts[0])
         offsets = (starts - lo)[:, None] + self._steps_index
-        weighted = (np.stack(step_errors) * self.weights).sum(axis=2)  # [k, window], as add_window rounds it
+        weighted = (stacked * self.weights).sum(axis=2)  # [k, window], as add_window rounds it
         acc = self._acc
         index = np.concatenate([self._span_index(hi - lo), offsets.ravel()])
         acc[0, lo:hi] = np.bincount(index, weights=np.concatenate([acc[0, lo:hi], weighted.ravel()]),
                                     minlength=hi - lo)
         acc[1, lo:hi] += np.bincount(offsets.ravel(), minlength=hi - lo)
-        last = starts + 1  # = ends - delay
-        first = np.concatenate([[self._start], last[:-1]])
-        a, b = self._start, int(last[-1])
-        np.divide(acc[0, a:b], acc[1, a:b], out=self.scores[a:b])
-        self._start, self.first, self.last = b, int(first[-1]), b
-        return first, last
 
     def _span_index(self, n: int) -> np.ndarray:
         if self._span.shape[0] < n:

@@ -104,9 +104,13 @@ class DynamicThreshold:
 
     def update(self, smoothed_error: float) -> Decision:
         """Account for one window's smoothed error; return the verdict and the threshold in force."""
-        error = float(smoothed_error)
+        return Decision(*self.decide(smoothed_error))
+
+    def decide(self, score: float) -> tuple[bool, float]:
+        """:meth:`update` as a plain tuple (the pipeline's threshold-decider shape); runs once per window."""
+        error = float(score)
         if not math.isfinite(error):
-            return Decision(error > self._threshold, self._threshold)
+            return error > self._threshold, self._threshold
         # The ring write, inline: this runs once per scored window.
         cap = BUFFER_CAP_FACTOR * self._threshold
         self._buffer[self._next] = error if cap <= 0.0 or error <= cap or self._epsilon is None else cap
@@ -116,7 +120,7 @@ class DynamicThreshold:
         if self._fill < self._size:
             self._fill += 1
             if self._fill < self._min_windows:
-                return Decision(error > self.floor, self.floor)
+                return error > self.floor, self.floor
         self._since_refit += 1
         if self._since_refit >= self._refit_every or self._epsilon is None:
             self._refit()
@@ -124,13 +128,8 @@ class DynamicThreshold:
             self._run_peak, self._run_confirmed = 0.0, False
             if error > self._max_normal:
                 self._max_normal = error
-            return Decision(False, self._threshold)
-        return Decision(self._judge_above(error), self._threshold)
-
-    def decide(self, score: float) -> tuple[bool, float]:
-        """``update`` as a plain tuple (the pipeline's threshold-decider shape)."""
-        decision = self.update(score)
-        return decision.anomalous, decision.threshold
+            return False, self._threshold
+        return self._judge_above(error), self._threshold
 
     def state(self) -> dict[str, Any]:
         """Small health summary; ``warming_up`` is true after every (re)start until the buffer fills."""

@@ -45,7 +45,7 @@ class RowScorer:
     def extend(self, rows: np.ndarray, times: np.ndarray) -> None:
         self.aggregator.extend(rows, times)
 
-    def decide_many(self, results: list[Any], afters: np.ndarray) -> list[tuple[float, int, int] | None]:
+    def decide_many(self, results: list[Any], afters: list[int]) -> list[tuple[float, int, int] | None]:
         """For each scored window of one block (ending ``afters[j]`` samples before the newest one):
         ``(localized score, first, last)`` of the rows it finalized (buffer indices), or None."""
         agg = self.aggregator
@@ -56,16 +56,17 @@ class RowScorer:
         if spans is None:
             out: list[tuple[float, int, int] | None] = []
             for step, after in zip(steps, afters, strict=True):
-                n = agg.add_window(step, int(after))
+                n = agg.add_window(step, after)
                 out.append(None if n == 0 else (self._reduce(agg.first, agg.last), agg.first, agg.last))
             return out
         first, last = spans
-        a, b = int(first[0]), int(last[-1])
+        a, b = first[0], last[-1]
+        offsets = [f - a for f in first]
         if self.use_max:
-            values = np.maximum.reduceat(agg.scores[a:b], first - a)
+            values = np.maximum.reduceat(agg.scores[a:b], offsets)
         else:
-            values = np.add.reduceat(agg.scores[a:b], first - a) / (last - first)
-        return list(zip(values.tolist(), first.tolist(), last.tolist(), strict=True))
+            values = np.add.reduceat(agg.scores[a:b], offsets) / (np.asarray(last) - np.asarray(first))
+        return list(zip(values.tolist(), first, last, strict=True))
 
     def _reduce(self, first: int, last: int) -> float:
         scores = self.aggregator.scores

@@ -108,13 +108,9 @@ class StreamingPipeline:
         for run in self.quality.clean(block, first_row):
             self._push_run(self.frontend.apply(run), out)
         if self.sensor_health is not None:
-            # The checks judge fixed chunks of samples; each chunk's verdict is placed at the chunk's
-            # last row, so the order of anomaly and sensor events does not depend on read sizes.
-            for piece, row in _pieces(block, first_row, self.sensor_health.samples_to_next_check,
-                                      self.sensor_health.settings.check_samples):
-                decided_at = row + len(piece) - 1
-                out.extend((decided_at, 1, p) for p in self._sensor_payloads(self.sensor_health.process(piece, row)))
-        out.sort(key=lambda item: (item[0], item[1]))  # stable: same-row anomaly events keep their order
+            self._check_sensors(block, first_row, out)
+        if len(out) > 1:
+            out.sort(key=lambda item: (item[0], item[1]))  # stable: same-row anomaly events keep their order
         return [payload for _, _, payload in out]
 
     def finish(self, reason: CloseReason = CloseReason.END_OF_STREAM) -> list[dict[str, Any]]:
@@ -210,7 +206,8 @@ class StreamingPipeline:
         rows.extend(run.rows, run.timestamps)
         if not results:
             return
-        decisions = rows.decide_many(results, len(run.rows) - 1 - np.asarray(ends, dtype=np.int64))
+        newest = len(run.rows) - 1
+        decisions = rows.decide_many(results, [newest - i for i in ends])
         for i, result, decision in zip(ends, results, decisions, strict=True):
             event = self._decide_rows(result, decision)
             if event is not None:
@@ -251,6 +248,30 @@ class StreamingPipeline:
         start_row, start_time, row, stamp = rows.event_span(threshold, first, last)
         return self.detector.update(row, stamp, score, result.feature_errors, anomalous, threshold,
                                     start_row=start_row, start_time=start_time)
+
+    def _check_sensors(self, block: SampleBlock, first_row: int, out: list[tuple[int, int, dict[str, Any]]]) -> None:
+        """The sensor-health checks on the block, cut where the checks' chunks end.
+
+        The checks judge fixed chunks of samples; each chunk's verdict is placed at the chunk's
+        last row, so the order of anomaly and sensor events does not depend on read sizes.
+        """
+        health = self.sensor_health
+        if block.valid is not None:  # invalid rows become NaN and count as missing: the block path does that
+            for piece, row in _pieces(block, first_row, health.samples_to_next_check,
+                                      health.settings.check_samples):
+                decided_at = row + len(piece) - 1
+                out.extend((decided_at, 1, p) for p in self._sensor_payloads(health.process(piece, row)))
+            return
+        values, stamps, n = block.values, block.timestamps, len(block)
+        a, b, missing = 0, min(n, health.samples_to_next_check), int(block.gap_before)
+        size = health.settings.check_samples
+        while a < n:  # the pieces of _pieces, without building a SampleBlock for each
+            events = health.update(values[a:b], stamps[a:b], first_row=first_row + a, missing=missing)
+            if events:
+                decided_at = first_row + b - 1
+                out.extend((decided_at, 1, p) for p in self._sensor_payloads(events))
+            a, b, missing = b, min(n, b + size), 0
+        return
 
     def _payload(self, event: AlertEvent) -> dict[str, Any]:
         if event.phase is EventPhase.OPEN:

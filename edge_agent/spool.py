@@ -20,7 +20,9 @@ When the file fails, no alert is lost silently and the agent keeps running:
   a new one is opened; a file or directory that cannot be opened or written
   (read-only filesystem) means memory-only, retried every ``retry_s``;
 * a damaged WAL (fewer alerts than the high-water mark says) is counted in
-  ``lost`` and logged.
+  ``lost`` and logged;
+* at stop, alerts still held only in memory go into the file if it takes them
+  now, else they are counted in ``dropped`` and logged (:meth:`settle_memory`).
 
 :meth:`stats` reports all of it (``degraded`` is the reason, or ""). Bounded by
 ``max_messages`` and ``max_age_s``: the oldest rows are dropped first and

@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.common import RESULTS, ROOT, machine_line
 
 ORDER = ("latency", "perf_routes", "footprint", "size", "quality", "quality_every_nab", "quality_score_modes",
-         "detection_variants", "detection_cost", "vibration", "fleet_speed", "reliability", "chaos")
+         "detection_variants", "detection_cost", "vibration", "fleet_speed", "reliability", "chaos", "chaos_signing")
 TITLES = {"latency": "1. Scoring latency per window",
           "perf_routes": "1b. Scoring routes on TFLite against a naive C loop", "footprint": "2. Agent footprint",
           "size": "3. Model size and compute rate", "quality": "4. Detection quality on real data",
@@ -27,7 +27,8 @@ TITLES = {"latency": "1. Scoring latency per window",
           "detection_cost": "4c. Detection: cost of the logic per window",
           "quality_score_modes": "4d. Detection: window-mean vs per-row localized scores (same trained models)",
           "vibration": "4e. Vibration: raw vs spectral front-end across shaft speeds",
-          "reliability": "5. Reliability through broker outages", "chaos": "6. Chaos: faults and hostile input"}
+          "reliability": "5. Reliability through broker outages", "chaos": "6. Chaos: faults and hostile input",
+          "chaos_signing": "6b. Signed bundles: memory and verify cost on the device"}
 NOTE_FILE = Path(__file__).resolve().parent / "notes"
 
 

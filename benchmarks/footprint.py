@@ -17,6 +17,9 @@ its SQLite spool) plus the JSONL file sink. Measured from outside through /proc:
   1 kHz stream, after a 5 s warm-up, as a share of one core; the agent's
   health messages show it kept up (samples/s, windows scored).
 - peak RSS: ``VmHWM`` of the process at the end of the sustained run.
+- allocator: the shipped systemd unit sets ``MALLOC_ARENA_MAX`` (the agent here
+  runs with the unit's value); ``--arena-pairs`` paced runs with and without it,
+  interleaved, give the RSS and CPU it buys (medians and pairwise ratios).
 
 The reference (``benchmarks/keras_agent.py``) does the same job with TensorFlow
 and the run's ``.keras`` model (``model.predict(window[None])``), measured the same way.
@@ -46,15 +49,30 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 WINDOW, HOP = 128, 32
 
 
-def agent_env() -> dict[str, str]:
-    """The agent's environment: byte-code caches on, as on a device (pip compiles a wheel's modules).
+UNIT = ROOT / "firmware_configs" / "systemd" / "vigil-agent.service"
+
+
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=NAME=VALUE`` lines of the shipped unit that shape the process (the allocator's)."""
+    out = {}
+    for line in UNIT.read_text().splitlines():
+        m = re.fullmatch(r"Environment=(MALLOC_\w+)=(\S+)", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def agent_env(unit: bool = True) -> dict[str, str]:
+    """The agent's environment: the unit's allocator setting (``unit``), byte-code caches on, as on a device.
 
     ``PYTHONDONTWRITEBYTECODE`` (set in some dev shells) would make every start compile the
     project's ~75 modules from source, a third of the start's CPU here; the caches go under
     ``benchmarks/.work/pycache`` instead of the source tree.
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("MALLOC_")}
     env["PYTHONPYCACHEPREFIX"] = str(ROOT / "benchmarks" / ".work" / "pycache")
+    if unit:
+        env.update(unit_environment())
     return env
 
 
@@ -166,14 +184,17 @@ for line in open("/proc/self/status"):
     if line.startswith("VmHWM"):
         print(int(line.split()[1]) / 1024, len(sys.modules))
 """
-FLOORS = {"python": "", "+ numpy": "import numpy",
-          "+ numpy, ai_edge_litert": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter",
-          "+ numpy, ai_edge_litert, paho-mqtt": "import numpy\nfrom ai_edge_litert.interpreter import Interpreter\n"
-                                                "import paho.mqtt.client",
-          "+ the agent's modules (service, MQTT sink, `vigil agent` launcher)": "import numpy\n"
-                                                "from ai_edge_litert.interpreter import Interpreter\n"
-                                                "import paho.mqtt.client\nimport edge_agent.service\n"
-                                                "import edge_agent.mqtt.sink\nimport edge_agent.launcher"}
+# Cumulative, in the agent's order: the launcher's lean_imports.install() comes first (ssl and urllib.request
+# deferred, built-in hashes), so paho-mqtt costs what it costs the agent; the last row is paho imported plainly.
+_LEAN = "from edge_agent import lean_imports\nlean_imports.install()\n"
+_LITERT = "import numpy\nfrom ai_edge_litert.interpreter import Interpreter\n"
+FLOORS = {"python": "", "+ numpy": _LEAN + "import numpy",
+          "+ numpy, ai_edge_litert": _LEAN + _LITERT,
+          "+ numpy, ai_edge_litert, paho-mqtt": _LEAN + _LITERT + "import paho.mqtt.client",
+          "+ the agent's modules (service, MQTT sink, `vigil agent` launcher)": _LEAN + _LITERT +
+          "import paho.mqtt.client\nimport edge_agent.service\nimport edge_agent.mqtt.sink\nimport edge_agent.launcher",
+          "for comparison: numpy, ai_edge_litert, paho-mqtt imported plainly (OpenSSL, urllib.request, email)":
+          _LITERT + "import paho.mqtt.client"}
 
 
 def rss_floors() -> dict[str, float]:
@@ -194,7 +215,28 @@ def last_health(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def main(seconds: float, cold_runs: int) -> dict[str, Any]:
+def arena_pairs(data: dict[str, Any], folder: Path, bundle: str, port: int, pairs: int, seconds: float) -> None:
+    """Paced runs with the unit's MALLOC_* setting and without, interleaved (A B B A ...): RSS and CPU."""
+    setting = unit_environment()
+    if pairs <= 0 or not setting:
+        return
+    log(f"allocator: {pairs} interleaved pairs of {seconds:.0f} s paced runs, with {setting} and without")
+    cfg = agent_config(folder, bundle, "realtime", debug=False, port=port)
+    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    for i in range(pairs):
+        for label in (("with", "without") if i % 2 == 0 else ("without", "with")):
+            child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, env=agent_env(label == "with"),
+                          stderr_path=folder / f"agent-arena-{label}.err")
+            runs[label].append(sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds))
+    out: dict[str, Any] = {"setting": setting, "pairs": pairs, "seconds": seconds, "runs": runs}
+    for key in ("peak_rss_mb", "share_of_one_core"):
+        out[key] = {label: statistics.median(r[key] for r in rs) for label, rs in runs.items()}
+        out[key]["ratio_with_over_without"] = statistics.median(
+            a[key] / b[key] for a, b in zip(runs["with"], runs["without"]))
+    data["allocator"] = out
+
+
+def main(seconds: float, cold_runs: int, arena: int = 3, arena_seconds: float = 20.0) -> dict[str, Any]:
     from benchmarks.reference import reference_bundles, reference_run
 
     run_dir = reference_run("ref_w128", window=WINDOW, hop=HOP, rows=60000, epochs=10)
@@ -210,6 +252,7 @@ def main(seconds: float, cold_runs: int) -> dict[str, Any]:
         broker = MosquittoBroker(folder / "mosquitto").start()
         try:
             agent_runs(data, folder, bundle, broker.port, seconds, cold_runs)
+            arena_pairs(data, folder, bundle, broker.port, arena, arena_seconds)
         finally:
             broker.stop()
         keras_runs(data, folder, run_dir, seconds, cold_runs)
@@ -230,6 +273,7 @@ def agent_runs(data: dict[str, Any], folder: Path, bundle: str, port: int, secon
     child = Child([str(VIGIL), "agent", "run", "--config", str(cfg)], ROOT, env=agent_env(),
                   stderr_path=folder / "agent.err")
     data["agent"] = sustained(child, r"agent .* ready", r"stopped: \d+ samples, \d+ windows", seconds)
+    data["agent_env"] = unit_environment()
     data["agent_health_last"] = last_health(folder / "alerts.health.json")
 
 
@@ -280,12 +324,27 @@ def render(data: dict[str, Any]) -> str:
             f"latency p50/p99 {h.get('scoring_latency_ms')} ms, dropped samples {h.get('dropped_samples')}; "
             f"scoring alone "
             f"(windows/s x p50) is {scoring} of one core, the rest of the CPU is the per-sample loop, health and "
-            f"sinks.\n\nWhere the agent's memory goes (peak RSS of a Python that only imports): {floors}.\n")
+            f"sinks.\n\nWhere the agent's memory goes (peak RSS of a Python that only imports): {floors}.\n"
+            + render_allocator(data.get("allocator")))
+
+
+def render_allocator(a: dict[str, Any] | None) -> str:
+    if not a:
+        return ""
+    setting = ", ".join(f"`{k}={v}`" for k, v in a["setting"].items())
+    rss, cpu = a["peak_rss_mb"], a["share_of_one_core"]
+    return (f"\nAllocator (the shipped unit's {setting}; the agent rows above run with it): {a['pairs']} "
+            f"interleaved pairs of {a['seconds']:.0f} s paced runs, medians: peak RSS {rss['with']:.2f} MB with, "
+            f"{rss['without']:.2f} MB without (pairwise ratio {rss['ratio_with_over_without']:.3f}); CPU "
+            f"{100 * cpu['with']:.2f}% vs {100 * cpu['without']:.2f}% of one core (ratio "
+            f"{cpu['ratio_with_over_without']:.3f}).\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--arena-pairs", type=int, default=3, help="paced runs with/without MALLOC_ARENA_MAX")
+    parser.add_argument("--arena-seconds", type=float, default=20.0)
     args = parser.parse_args()
-    main(args.seconds, args.cold_runs)
+    main(args.seconds, args.cold_runs, args.arena_pairs, args.arena_seconds)

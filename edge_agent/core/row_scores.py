@@ -152,7 +152,7 @@ class RowAggregator:
         starts = [base - int(after) for after in listed]  # strictly increasing: one block's windows, in order
         if starts[0] < 0 or starts[0] + 1 <= self._start:
             return None
-        stacked = np.array(step_errors)  # [k, window, features]
+        stacked = step_errors  # [k, window, features]: numpy stacks the list in the multiply below
         hop = self.hop
         if k <= SKEW_MAX_WINDOWS and all(b - a == hop for a, b in zip(starts, starts[1:])):
             self._add_regular(stacked, starts[0], k)
@@ -165,7 +165,7 @@ class RowAggregator:
         self._start, self.first, self.last = b, first[-1], b
         return first, last
 
-    def _add_regular(self, stacked: np.ndarray, lo: int, k: int) -> None:
+    def _add_regular(self, stacked: list[np.ndarray], lo: int, k: int) -> None:
         """Windows ``hop`` apart: laid out skewed in a ``[k + 1, span]`` grid whose rows are summed in order.
 
         Row 0 holds the running sums, row ``1 + j`` window ``j``'s weighted step errors at its offset
@@ -176,7 +176,8 @@ class RowAggregator:
         span = grid.shape[1]
         acc = self._acc
         # multiply + sum, as add_window rounds it, written straight into the skewed rows
-        sum_features(np.multiply(stacked, self.weights, out=self._stacked_product(stacked.shape)), strided)
+        shape = (k, self.window, self.weights.shape[0])
+        sum_features(np.multiply(stacked, self.weights, out=self._stacked_product(shape)), strided)
         grid[0] = acc[0, lo:lo + span]
         np.add.reduce(grid, axis=0, out=acc[0, lo:lo + span])
         acc[1, lo:lo + span] += counts
@@ -202,11 +203,11 @@ class RowAggregator:
             self._product_many = np.empty(shape, dtype=np.float64)
         return self._product_many
 
-    def _add_scattered(self, stacked: np.ndarray, starts: np.ndarray, hi: int) -> None:
+    def _add_scattered(self, stacked: list[np.ndarray], starts: np.ndarray, hi: int) -> None:
         """Any spacing, any count: one ``bincount`` adds the windows to the rows in order."""
         lo = int(starts[0])
         offsets = (starts - lo)[:, None] + self._steps_index
-        weighted = (stacked * self.weights).sum(axis=2)  # [k, window], as add_window rounds it
+        weighted = (np.array(stacked) * self.weights).sum(axis=2)  # [k, window], as add_window rounds it
         acc = self._acc
         index = np.concatenate([self._span_index(hi - lo), offsets.ravel()])
         acc[0, lo:hi] = np.bincount(index, weights=np.concatenate([acc[0, lo:hi], weighted.ravel()]),

@@ -79,8 +79,12 @@ class RowScorer:
         """Row and time of the first and last row in ``[first, last)`` above ``threshold`` (else the peak row)."""
         agg = self.aggregator
         scores = agg.scores[first:last].tolist()  # a hop of rows: plain Python beats numpy calls here
-        above = [n for n, v in enumerate(scores) if v > threshold]
-        i, j = (above[0], above[-1]) if above else (scores.index(max(scores)),) * 2
+        n = len(scores)
+        i = next((t for t in range(n) if scores[t] > threshold), -1)  # usually the first row: early exit
+        if i < 0:
+            i = j = scores.index(max(scores))
+        else:
+            j = next(t for t in range(n - 1, i - 1, -1) if scores[t] > threshold)
         i, j = first + i, first + j
         return int(agg.rows[i]), float(agg.times[i]), int(agg.rows[j]), float(agg.times[j])
 

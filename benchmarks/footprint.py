@@ -201,7 +201,7 @@ def rss_floors() -> dict[str, float]:
     """Peak RSS (MB) of a Python that only imports what the agent needs: where the agent's MB go."""
     out = {}
     for label, imports in FLOORS.items():
-        done = subprocess.run([str(PYTHON), "-c", _FLOOR.format(imports=imports)], cwd=ROOT,
+        done = subprocess.run([str(PYTHON), "-c", _FLOOR.format(imports=imports)], cwd=ROOT, env=agent_env(),
                               capture_output=True, text=True, check=True)
         out[label] = float(done.stdout.split()[0])
     return out

@@ -239,3 +239,35 @@ def test_the_quick_all_clear_never_hides_a_candidate(full_scale: tuple[float, fl
             kinds["clear"] += 1
             assert not flagged
     assert kinds["clear"] > 50 and kinds["clean"] > kinds["clear"] / 2  # the quick path is taken, and not always
+
+
+def test_one_chunk_fast_path_gives_the_general_checks_verdicts() -> None:
+    """The device path (one chunk: candidates on floats, counts on the transposed copy) == the general path."""
+    from edge_agent.detection.sensor_limits import FeatureLimits, transposed_extremes
+
+    settings = SensorHealthSettings(check_samples=64, hold_samples=128)
+    limits = FeatureLimits(settings, stats_for(settings))
+    rng = np.random.default_rng(3)
+    flagged = 0
+    for trial in range(300):
+        chunk = rng.normal(0.0, 1.0, (1, 64, 3))
+        f = trial % 3
+        if trial % 3 == 1:  # some samples at (or a hair off) a training bound, some far out
+            chunk[0, rng.integers(0, 64, 4 + trial % 13), f] = limits.bound_hi[f] + rng.choice([0.0, 1e-9, 1e-3])
+        elif trial % 3 == 2:
+            chunk[0, :, f] = 0.25 + rng.normal(0, 1e-5, 64) * (trial % 2)
+        high, low, samples_last = transposed_extremes(chunk)
+        found = limits.candidates(chunk, high, low)
+        assert found is not None and (not any(found)) == limits.all_clear(chunk)
+        fast = limits.check(chunk, (high, low), found, samples_last)
+        general = limits.check(np.concatenate([chunk, chunk]))  # two chunks: the general path
+        for fault, verdict in fast.items():
+            other = general[fault]
+            if verdict is None:  # found nowhere (or nothing flagged): the general path flags nothing either
+                assert other is None or not other.flags.any()
+                continue
+            flagged += bool(verdict.flags.any())
+            assert other is not None
+            for name in ("flags", "counts", "values", "severity", "limits"):
+                np.testing.assert_array_equal(getattr(verdict, name)[0], getattr(other, name)[0])
+    assert flagged > 20

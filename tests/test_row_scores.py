@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.models import normal_rows
 
@@ -116,12 +117,15 @@ def test_the_trainer_writes_row_scores_by_default_and_old_bundles_keep_the_windo
     assert DetectionSettings.from_dict({"policy": {"k": 1}}).score.mode == "window"  # no score section
 
 
-def test_a_block_of_windows_at_once_is_bit_identical_to_window_by_window() -> None:
+@pytest.mark.parametrize("n_features", [1, 3, 9])  # 9: numpy sums the features pairwise
+def test_a_block_of_windows_at_once_is_bit_identical_to_window_by_window(n_features: int) -> None:
     from edge_agent.core.row_scores import RowAggregator
 
     rng = np.random.default_rng(11)
-    window, hop, weights = 16, 3, np.array([0.5, 0.3, 0.2])
-    steps = rng.gamma(2.0, size=(300, window, 3))
+    window, hop = 16, 3
+    weights = rng.random(n_features) + 0.1
+    weights /= weights.sum()
+    steps = rng.gamma(2.0, size=(300, window, n_features))
     ends = window - 1 + hop * np.arange(300)
     one, many = RowAggregator(window, hop, weights), RowAggregator(window, hop, weights)
     got_one, got_many, used_blocks = [], [], 0

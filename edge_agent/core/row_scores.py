@@ -74,9 +74,8 @@ class RowAggregator:
         self._steps_index = np.arange(self.window, dtype=np.int64)[None, :]
         self._product = np.zeros((self.window, self.weights.shape[0]), dtype=np.float64)
         self._span = np.arange(4 * self.window, dtype=np.int64)
-        self._skews: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._product_many = np.empty((0,), dtype=np.float64)
-        self._allocate(4 * (self.window + self.hop))
+        self._skews: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]] = {}
+        self._allocate(16 * (self.window + self.hop))  # room for many reads between moves
         self.reset()
 
     def _allocate(self, capacity: int) -> None:
@@ -172,36 +171,39 @@ class RowAggregator:
         and zeros elsewhere (adding 0.0 changes no sum), so one ``add.reduce`` over axis 0 adds, per
         row, the previous sum and then the windows in order: the sums of :meth:`add_window`.
         """
-        grid, strided, counts = self._skew(k)
-        span = grid.shape[1]
-        acc = self._acc
-        # multiply + sum, as add_window rounds it, written straight into the skewed rows
-        shape = (k, self.window, self.weights.shape[0])
-        sum_features(np.multiply(stacked, self.weights, out=self._stacked_product(shape)), strided)
-        grid[0] = acc[0, lo:lo + span]
-        np.add.reduce(grid, axis=0, out=acc[0, lo:lo + span])
-        acc[1, lo:lo + span] += counts
+        skew = self._skews.get(k) or self._skew(k)
+        grid, strided, counts, product, columns = skew
+        # multiply + sum, as add_window rounds it (see sum_features), written straight into the skewed rows
+        np.multiply(stacked, self.weights, out=product)
+        if len(columns) == 1:
+            strided[...] = columns[0]
+        elif columns:
+            np.add(columns[0], columns[1], out=strided)
+            for column in columns[2:]:
+                np.add(strided, column, out=strided)
+        else:
+            np.sum(product, axis=-1, out=strided)
+        sums = self._acc[0, lo:lo + grid.shape[1]]
+        grid[0] = sums
+        np.add.reduce(grid, axis=0, out=sums)
+        self._acc[1, lo:lo + grid.shape[1]] += counts
 
-    def _skew(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cached per block size: the grid, its strided view of the windows' rows and the rows' window counts."""
-        cached = self._skews.get(k)
-        if cached is None:
-            w, h = self.window, self.hop
-            span = (k - 1) * h + w
-            grid = np.zeros((k + 1, span), dtype=np.float64)
-            # window j's row t sits at grid[1 + j, j * hop + t]: flat offset j * (span + hop) + t after row 0
-            strided = np.lib.stride_tricks.as_strided(grid[1:].reshape(-1), shape=(k, w),
-                                                      strides=((span + h) * grid.itemsize, grid.itemsize))
-            covered = np.zeros(span, dtype=np.float64)
-            for j in range(k):
-                covered[j * h:j * h + w] += 1.0
-            cached = self._skews[k] = (grid, strided, covered)
+    def _skew(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Cached per block size: the grid, its strided view of the windows' rows, the rows' window counts,
+        the product buffer and its feature columns (none when numpy would sum them pairwise)."""
+        w, h, f = self.window, self.hop, self.weights.shape[0]
+        span = (k - 1) * h + w
+        grid = np.zeros((k + 1, span), dtype=np.float64)
+        # window j's row t sits at grid[1 + j, j * hop + t]: flat offset j * (span + hop) + t after row 0
+        strided = np.lib.stride_tricks.as_strided(grid[1:].reshape(-1), shape=(k, w),
+                                                  strides=((span + h) * grid.itemsize, grid.itemsize))
+        covered = np.zeros(span, dtype=np.float64)
+        for j in range(k):
+            covered[j * h:j * h + w] += 1.0
+        product = np.empty((k, w, f), dtype=np.float64)
+        columns = [product[..., i] for i in range(f)] if f < PAIRWISE_MIN else []
+        cached = self._skews[k] = (grid, strided, covered, product, columns)
         return cached
-
-    def _stacked_product(self, shape: tuple[int, ...]) -> np.ndarray:
-        if self._product_many.shape != shape:
-            self._product_many = np.empty(shape, dtype=np.float64)
-        return self._product_many
 
     def _add_scattered(self, stacked: list[np.ndarray], starts: np.ndarray, hi: int) -> None:
         """Any spacing, any count: one ``bincount`` adds the windows to the rows in order."""

@@ -189,24 +189,30 @@ def best_epsilon(errors: np.ndarray, z_grid: np.ndarray, params: DynamicThreshol
     ordered = np.sort(centred[tail])
     sums = np.concatenate(([0.0], np.cumsum(ordered)))
     squares = np.concatenate(([0.0], np.cumsum(ordered * ordered)))
-    split = np.searchsorted(ordered, z_grid * std, side="right")  # tail values at or below each epsilon
-    n_above = tail.size - split
-    n_below = count - n_above
-    kept = np.maximum(n_below, 1)
+    split = np.searchsorted(ordered, z_grid * std, side="right").tolist()  # tail values at or below each epsilon
+    runs = _runs_above(errors, epsilons, oldest, tail).tolist()
+    # The criterion per grid value, on plain floats: the same IEEE operations, in the same order, as
+    # the array expressions they replace (a grid of ~17 values costs more in numpy calls than in math).
     # The centred sums over the whole buffer are 0 and total_square; subtract the part above.
-    shift = -(sums[-1] - sums[split]) / kept
-    spread = (total_square - (squares[-1] - squares[split])) / kept - shift * shift
-    std_below = np.sqrt(np.maximum(spread, 0.0))
-    gain = -shift / mean + (std - std_below) / std
-    runs = _runs_above(errors, epsilons, oldest, tail)
-    eligible = ((n_above > 0) & (n_below > 0) & (runs <= params.max_sequences)
-                & (n_above < params.max_anomalous_fraction * count))
-    score = np.where(eligible, gain / np.maximum(n_above + runs * runs, 1), -np.inf)
-    top = float(score.max())
+    sums_list, squares_list = sums.tolist(), squares.tolist()
+    sum_all, square_all, tail_size = sums_list[-1], squares_list[-1], int(tail.size)
+    limit_runs, limit_above = params.max_sequences, params.max_anomalous_fraction * count
+    scores: list[float] = []
+    for below_in_tail, n_runs in zip(split, runs, strict=True):
+        n_above = tail_size - below_in_tail
+        n_below = count - n_above
+        kept = max(n_below, 1)
+        shift = -(sum_all - sums_list[below_in_tail]) / kept
+        spread = (total_square - (square_all - squares_list[below_in_tail])) / kept - shift * shift
+        std_below = math.sqrt(spread) if spread > 0.0 else (spread if math.isnan(spread) else 0.0)
+        gain = -shift / mean + (std - std_below) / std
+        eligible = n_above > 0 and n_below > 0 and n_runs <= limit_runs and n_above < limit_above
+        scores.append(gain / max(n_above + n_runs * n_runs, 1) if eligible else -math.inf)
+    top = math.nan if any(math.isnan(v) for v in scores) else max(scores)  # np.max lets NaN through
     if not math.isfinite(top) or top < 0.0:
         return mean + params.z_max * std
     # Ties go to the larger z, as in the reference implementation's ascending ">=" scan.
-    best = int(np.flatnonzero(score == top)[-1])
+    best = len(scores) - 1 - scores[::-1].index(top)
     return float(epsilons[best])
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from edge_agent.alerts import EventPhase
 from edge_agent.detection.fault_events import SensorFault, SensorFaultEvent, Spans, Track
-from edge_agent.detection.sensor_limits import FeatureLimits, extremes_of
+from edge_agent.detection.sensor_limits import FeatureLimits, Rows, Times, transposed_extremes
 from edge_agent.detection.settings import SensorHealthSettings
 from edge_agent.detection.stats import FeatureStats
 from edge_agent.sources.base import SampleBlock
@@ -171,16 +171,18 @@ class SensorHealthMonitor:
         width, k = self.settings.check_samples, values.shape[0]
         stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.float64)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        out: list[tuple[int, SensorFaultEvent]] = []
         pos = 0
         if self._pending_count:
             pos = min(width - self._pending_count, k)
             self._pending[self._pending_count:self._pending_count + pos] = values[:pos]
             self._pending_count += pos
-            if self._pending_count == width:
-                last_time = None if stamps is None or self._pending_time is None else stamps[pos - 1:pos]
-                first_time = None if last_time is None else np.array([self._pending_time])
-                parts.append((self._pending[None].copy(), np.array([self._pending_row]),
-                              np.array([first + pos - 1]), first_time, last_time))
+            if self._pending_count == width:  # judged now, in place (nothing keeps a view of the chunk)
+                first_time: list[float] | None = None
+                last_time: list[float] | None = None
+                if stamps is not None and self._pending_time is not None:
+                    first_time, last_time = [self._pending_time], [float(stamps[pos - 1])]
+                out += self._judge(self._pending[None], [self._pending_row], [first + pos - 1], first_time, last_time)
                 self._pending_count = 0
         chunks = (k - pos) // width
         if chunks:
@@ -195,21 +197,22 @@ class SensorHealthMonitor:
             self._pending_count = k - pos
             self._pending_row = first + pos
             self._pending_time = None if stamps is None else float(stamps[pos])
-        out: list[tuple[int, SensorFaultEvent]] = []
         for part in parts:
             out += self._judge(*part)
         return out
 
-    def _judge(self, chunks: np.ndarray, first_rows: np.ndarray, last_rows: np.ndarray,
-               first_times: np.ndarray | None, last_times: np.ndarray | None) -> list[tuple[int, SensorFaultEvent]]:
+    def _judge(self, chunks: np.ndarray, first_rows: Rows, last_rows: Rows, first_times: Times | None,
+               last_times: Times | None) -> list[tuple[int, SensorFaultEvent]]:
         out: list[tuple[int, SensorFaultEvent]] = []
-        high, low = extremes_of(chunks)  # shared by the quick test and the checks
-        tracks = self._tracks
-        if self._limits.all_clear(chunks, (high, low)) and not any(t.event is not None for t in tracks.values()):
+        high, low, samples_last = transposed_extremes(chunks)  # shared by the quick test and the checks
+        tracks, limits = self._tracks, self._limits
+        found = limits.candidates(chunks, high, low)  # one chunk (a device read): per fault, on floats
+        clear = not any(found) if found is not None else limits.all_clear(chunks, (high, low))
+        if clear and not any(t.event is not None for t in tracks.values()):
             return out  # the common case: nothing to open, nothing open to extend or close
         end_row = int(last_rows[-1])
         n = len(self.features)
-        for fault, checked in self._limits.check(chunks, (high, low)).items():
+        for fault, checked in limits.check(chunks, (high, low), found, samples_last).items():
             active: list[bool]
             if checked is None:  # found nowhere: only open events of this fault need feeding (to close)
                 active = [False] * n

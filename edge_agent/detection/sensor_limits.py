@@ -28,14 +28,25 @@ MAX_TRAINING_FLAT_FRACTION = 0.001
 BOUND_TOLERANCE = 1e-6
 
 
-def extremes_of(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk's per-feature max and min (``[chunks, features]``; NaN wherever a reading is NaN).
+#: A chunk's first / last stream rows and times: arrays, or plain lists for one chunk (no numpy call).
+Rows = np.ndarray | list[int]
+Times = np.ndarray | list[float]
 
-    Reduced over a transposed copy: a max over the samples axis of ``[chunks, samples, few features]``
-    runs one short inner loop per sample, the copy's contiguous rows are twice as cheap in all.
+
+def extremes_of(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's per-feature max and min (``[chunks, features]``; NaN wherever a reading is NaN)."""
+    high, low, _ = transposed_extremes(chunks)
+    return high, low
+
+
+def transposed_extremes(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`extremes_of` and the ``[chunks, features, samples]`` copy they were reduced over.
+
+    A max over the samples axis of ``[chunks, samples, few features]`` runs one short inner loop
+    per sample; the copy's contiguous rows are twice as cheap in all, and counts reuse them.
     """
     samples_last = chunks.transpose(0, 2, 1).copy()
-    return samples_last.max(axis=2), samples_last.min(axis=2)
+    return samples_last.max(axis=2), samples_last.min(axis=2), samples_last
 
 
 @dataclass
@@ -48,11 +59,13 @@ class Checked:
     severity: np.ndarray
     limits: np.ndarray
 
-    def spans(self, feature: int, first_rows: np.ndarray, last_rows: np.ndarray, first_times: np.ndarray | None,
-              last_times: np.ndarray | None) -> Spans:
+    def spans(self, feature: int, first_rows: Rows, last_rows: Rows, first_times: Times | None,
+              last_times: Times | None) -> Spans:
         idx = np.flatnonzero(self.flags[:, feature])
-        return Spans(first_rows[idx], last_rows[idx], None if first_times is None else first_times[idx],
-                     None if last_times is None else last_times[idx], self.counts[idx, feature],
+        return Spans(np.asarray(first_rows)[idx], np.asarray(last_rows)[idx],
+                     None if first_times is None else np.asarray(first_times, dtype=np.float64)[idx],
+                     None if last_times is None else np.asarray(last_times, dtype=np.float64)[idx],
+                     self.counts[idx, feature],
                      self.values[idx, feature], self.severity[idx, feature], self.limits[idx, feature])
 
 
@@ -107,6 +120,8 @@ class FeatureLimits:
             clip_lo = np.fmax(clip_lo, self.full_scale[0] + self.full_scale_tol)
         self._clip_hi, self._clip_lo = clip_hi, clip_lo
         self._bounds_checked = np.stack([self._bound_lo_checked, self._bound_hi_checked])[:, None, None, :]
+        self._bounds_checked_t = self._bounds_checked.transpose(0, 1, 3, 2).copy()  # [2, 1, features, 1]
+        self._bound_tol_t = self.bound_tol[:, None]
         # per-feature candidate limits as floats, for one chunk judged in plain Python (_screen_one)
         self._screen_lists = (self.clear_spread.tolist(), clip_hi.tolist(), clip_lo.tolist(),
                               self.range_hi.tolist(), self.range_lo.tolist())
@@ -126,19 +141,20 @@ class FeatureLimits:
                               self._clear_lists[2], strict=True))
         return bool(((high < self.clear_hi) & (low > self.clear_lo) & (high - low >= self.clear_spread)).all())
 
-    def check(self, chunks: np.ndarray,
-              extremes: tuple[np.ndarray, np.ndarray] | None = None) -> dict[SensorFault, Checked | None]:
+    def check(self, chunks: np.ndarray, extremes: tuple[np.ndarray, np.ndarray] | None = None,
+              found: tuple[bool, bool, bool] | None = None,
+              samples_last: np.ndarray | None = None) -> dict[SensorFault, Checked | None]:
         """Verdicts for ``chunks`` ``[chunks, samples, features]``; None for a fault found nowhere.
 
         Each chunk's max and min rule most chunks out cheaply (a healthy chunk
         is neither flat, nor at a bound, nor out of range); the detailed
-        statistics are computed only when some chunk is a candidate.
+        statistics are computed only when some chunk is a candidate. ``found``: the chunk's
+        :meth:`candidates` when the caller has them.
         """
         high, low = extremes_of(chunks) if extremes is None else extremes
-        if high.shape[0] == 1 and chunks.shape[1] == self._clear_width:
-            screened = self._screen_one(chunks, high, low)
-            if screened is not None:
-                return screened
+        found = self.candidates(chunks, high, low) if found is None else found
+        if found is not None:
+            return self._screen_one(chunks, high, low, found, samples_last)
         with np.errstate(invalid="ignore"):
             complete: np.ndarray | bool = True  # every reading finite (a NaN or inf max / min makes the sum not)
             if not math.isfinite(float(high.sum()) - float(low.sum())):
@@ -154,23 +170,30 @@ class FeatureLimits:
                 SensorFault.OUT_OF_RANGE: self._out_of_range(chunks, high, low),
             }
 
-    def _screen_one(self, chunks: np.ndarray, high: np.ndarray,
-                    low: np.ndarray) -> dict[SensorFault, Checked | None] | None:
-        """:meth:`check` of one complete chunk: each fault's candidate test on plain floats, numpy only for a candidate.
+    def candidates(self, chunks: np.ndarray, high: np.ndarray, low: np.ndarray) -> tuple[bool, bool, bool] | None:
+        """For one complete chunk: is it a flatline, clipping, out-of-range candidate? (None: judge with :meth:`check`).
 
-        The tests are the ones the fault checks start with (NaN limits compare False, as there);
-        None when a reading is missing (NaN / inf): :meth:`check` judges that chunk.
+        The candidate tests the fault checks start with, on plain floats (NaN limits compare
+        False, as there); no candidate at all is exactly :meth:`all_clear`. None for several
+        chunks, another width, or a missing reading (NaN / inf).
         """
+        if high.shape[0] != 1 or chunks.shape[1] != self._clear_width:
+            return None
         hs, ls = high[0].tolist(), low[0].tolist()
         if not math.isfinite(sum(hs) - sum(ls)):
             return None
         limits = self._screen_lists
-        flat = any(h - lo < cs for h, lo, cs in zip(hs, ls, limits[0], strict=True))
-        clip = any(h >= ch or lo <= cl for h, lo, ch, cl in zip(hs, ls, limits[1], limits[2], strict=True))
-        out = any(h > rh or lo < rl for h, lo, rh, rl in zip(hs, ls, limits[3], limits[4], strict=True))
+        return (any(h - lo < cs for h, lo, cs in zip(hs, ls, limits[0], strict=True)),
+                any(h >= ch or lo <= cl for h, lo, ch, cl in zip(hs, ls, limits[1], limits[2], strict=True)),
+                any(h > rh or lo < rl for h, lo, rh, rl in zip(hs, ls, limits[3], limits[4], strict=True)))
+
+    def _screen_one(self, chunks: np.ndarray, high: np.ndarray, low: np.ndarray, found: tuple[bool, bool, bool],
+                    samples_last: np.ndarray | None = None) -> dict[SensorFault, Checked | None]:
+        """:meth:`check` of one complete chunk whose :meth:`candidates` are known: numpy only for a candidate."""
+        flat, clip, out = found
         return {
             SensorFault.FLATLINE: self._flatline(chunks, high - low, True) if flat else None,
-            SensorFault.CLIPPING: self._clipping(chunks, high, low, candidate_known=True) if clip else None,
+            SensorFault.CLIPPING: self._clipping(chunks, high, low, True, samples_last) if clip else None,
             SensorFault.OUT_OF_RANGE: self._out_of_range(chunks, high, low) if out else None,
         }
 
@@ -195,17 +218,21 @@ class FeatureLimits:
         return spread
 
     def _clipping(self, chunks: np.ndarray, high: np.ndarray, low: np.ndarray,
-                  candidate_known: bool = False) -> Checked | None:
+                  candidate_known: bool = False, samples_last: np.ndarray | None = None) -> Checked | None:
         # Unchecked features have NaN bounds here: NaN compares False, as the mask did.
         if not candidate_known and not ((high >= self._clip_hi) | (low <= self._clip_lo)).any():
             return None
-        # |x - lo| <= tol or |x - hi| <= tol, both bounds in one pass: [2, chunks, samples, features]
-        near = np.abs(chunks - self._bounds_checked) <= self.bound_tol
-        at_bound = np.logical_or(near[0], near[1], out=near[0])
-        if self.full_scale is not None:
-            at_bound |= ((chunks <= self.full_scale[0] + self.full_scale_tol)
-                         | (chunks >= self.full_scale[1] - self.full_scale_tol))
-        counts = at_bound.sum(axis=1)  # NaN compares False: never at a bound
+        if samples_last is not None and self.full_scale is None:  # the same tests on the transposed copy
+            near = np.abs(samples_last - self._bounds_checked_t) <= self._bound_tol_t  # [2, chunks, features, samples]
+            counts = np.logical_or(near[0], near[1], out=near[0]).sum(axis=2)
+        else:
+            # |x - lo| <= tol or |x - hi| <= tol, both bounds in one pass: [2, chunks, samples, features]
+            near = np.abs(chunks - self._bounds_checked) <= self.bound_tol
+            at_bound = np.logical_or(near[0], near[1], out=near[0])
+            if self.full_scale is not None:
+                at_bound |= ((chunks <= self.full_scale[0] + self.full_scale_tol)
+                             | (chunks >= self.full_scale[1] - self.full_scale_tol))
+            counts = at_bound.sum(axis=1)  # NaN compares False: never at a bound
         width, fraction = chunks.shape[1], self.settings.clip_fraction
         if counts.shape[0] == 1 and not any(c / width >= fraction for c in counts[0].tolist()):
             return None  # no flag: nothing to report (the monitor treats it as found nowhere)

@@ -78,14 +78,14 @@ class RowScorer:
     def event_span(self, threshold: float, first: int, last: int) -> tuple[int, float, int, float]:
         """Row and time of the first and last row in ``[first, last)`` above ``threshold`` (else the peak row)."""
         agg = self.aggregator
-        scores = agg.scores[first:last].tolist()  # a hop of rows: plain Python beats numpy calls here
-        n = len(scores)
-        i = next((t for t in range(n) if scores[t] > threshold), -1)  # usually the first row: early exit
-        if i < 0:
-            i = j = scores.index(max(scores))
+        values = agg.scores
+        if values[first] > threshold and values[last - 1] > threshold:  # inside an anomaly: both ends above
+            i, j = first, last - 1
         else:
-            j = next(t for t in range(n - 1, i - 1, -1) if scores[t] > threshold)
-        i, j = first + i, first + j
+            scores = values[first:last].tolist()  # a hop of rows: plain Python beats numpy calls here
+            above = [n for n, v in enumerate(scores) if v > threshold]
+            i, j = (above[0], above[-1]) if above else (scores.index(max(scores)),) * 2
+            i, j = first + i, first + j
         return int(agg.rows[i]), float(agg.times[i]), int(agg.rows[j]), float(agg.times[j])
 
     def row_at(self, index: int) -> tuple[int, float]:

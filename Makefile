@@ -25,8 +25,11 @@ broker:
 demo: $(STAMP)
 	$(BIN)/vigil demo
 
+# Two worker processes (pytest-xdist); --dist loadfile keeps each file's tests, and so its module-scoped
+# trained fixtures, in one worker; --no-loadscope-reorder hands the files out in collection order, which
+# tests/conftest.py starts with the longest files. The whole suite must stay under 10 minutes on 2 cores.
 test: $(STAMP) broker
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/python -m mypy edge_agent

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 # Keep TensorFlow quiet and on the legacy Keras the converter needs; must be set
@@ -33,12 +37,50 @@ def shared_data_file(*parts: str) -> Path:
     return path
 
 
+# Files that train or convert real models for a minute or more, longest first. `make test` runs the suite on
+# two pytest-xdist workers, one whole file at a time, in collection order (--no-loadscope-reorder): handing
+# out the long files first keeps one of them from starting last while the other worker sits idle.
+LONG_FILES_FIRST = (
+    "test_converter.py", "test_fleet.py", "test_demo.py", "test_real_ecg.py", "test_spectral_pipeline.py",
+    "test_install.py", "test_captures_train.py", "test_trainer_data_e2e.py", "test_trainer_training.py",
+    "test_aer.py", "test_chaos_signed_convert.py", "test_train_e2e.py", "test_evaluate.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist only: the long files first (a stable sort, so each file keeps its own order)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` once per test run, even with several pytest-xdist workers; returns what it returned.
+
+    Without xdist this is ``build(tmp_path_factory.mktemp(name))``. Under xdist every worker has its own
+    basetemp inside the run's common one: the first worker to get here builds in that common folder under
+    an exclusive lock, the others wait for it and reuse the result (read-only, like a session fixture).
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    common = tmp_path_factory.getbasetemp().parent
+    folder, done = common / name, common / f"{name}.json"
+    with (common / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if build() raises
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way in another worker
+            folder.mkdir()
+            done.write_text(json.dumps({"path": str(build(folder))}))
+        return Path(json.loads(done.read_text())["path"])
+
+
 @pytest.fixture(scope="session")
 def tiny_run_3f(tmp_path_factory: pytest.TempPathFactory):
     """A small trained 3-feature LSTM run directory (shared by converter and agent tests)."""
     from tests.models import make_tiny_run
 
-    return make_tiny_run(tmp_path_factory.mktemp("run3f"), n_features=3)
+    return built_once(tmp_path_factory, "run3f", lambda folder: make_tiny_run(folder, n_features=3))
 
 
 @pytest.fixture(scope="session")
@@ -46,4 +88,4 @@ def tiny_bundle_3f(tiny_run_3f, tmp_path_factory: pytest.TempPathFactory):
     """A float32 ``.vigil`` bundle converted from :func:`tiny_run_3f`."""
     from tests.models import make_tiny_bundle
 
-    return make_tiny_bundle(tiny_run_3f, tmp_path_factory.mktemp("bundle3f") / "tiny.vigil")
+    return built_once(tmp_path_factory, "bundle3f", lambda folder: make_tiny_bundle(tiny_run_3f, folder / "tiny.vigil"))

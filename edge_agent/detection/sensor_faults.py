@@ -82,6 +82,11 @@ class SensorHealthMonitor:
         return self.settings.check_samples - self._pending_count
 
     @property
+    def dropout_open(self) -> bool:
+        """A dropout fault is open (an update may close it whatever it holds)."""
+        return self._dropout.event is not None
+
+    @property
     def open_events(self) -> list[SensorFaultEvent]:
         return [t.event for t in self._all_tracks() if t.event is not None]
 
@@ -208,7 +213,8 @@ class SensorHealthMonitor:
         tracks, limits = self._tracks, self._limits
         found = limits.candidates(chunks, high, low)  # one chunk (a device read): per fault, on floats
         clear = not any(found) if found is not None else limits.all_clear(chunks, (high, low))
-        if clear and not any(t.event is not None for t in tracks.values()):
+        any_open = any(t.event is not None for t in tracks.values())
+        if clear and not any_open:
             return out  # the common case: nothing to open, nothing open to extend or close
         end_row = int(last_rows[-1])
         n = len(self.features)
@@ -216,7 +222,7 @@ class SensorHealthMonitor:
             active: list[bool]
             if checked is None:  # found nowhere: only open events of this fault need feeding (to close)
                 active = [False] * n
-                if not any(tracks[(fault, i)].event is not None for i in range(n)):
+                if not any_open or not any(tracks[(fault, i)].event is not None for i in range(n)):
                     continue
             else:
                 active = np.asarray(checked.flags.any(axis=0)).tolist()

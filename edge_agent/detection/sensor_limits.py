@@ -182,10 +182,12 @@ class FeatureLimits:
         hs, ls = high[0].tolist(), low[0].tolist()
         if not math.isfinite(sum(hs) - sum(ls)):
             return None
-        limits = self._screen_lists
-        return (any(h - lo < cs for h, lo, cs in zip(hs, ls, limits[0], strict=True)),
-                any(h >= ch or lo <= cl for h, lo, ch, cl in zip(hs, ls, limits[1], limits[2], strict=True)),
-                any(h > rh or lo < rl for h, lo, rh, rl in zip(hs, ls, limits[3], limits[4], strict=True)))
+        flat = clip = out = False
+        for h, lo, cs, ch, cl, rh, rl in zip(hs, ls, *self._screen_lists, strict=True):  # one loop: few features
+            flat = flat or h - lo < cs
+            clip = clip or h >= ch or lo <= cl
+            out = out or h > rh or lo < rl
+        return flat, clip, out
 
     def _screen_one(self, chunks: np.ndarray, high: np.ndarray, low: np.ndarray, found: tuple[bool, bool, bool],
                     samples_last: np.ndarray | None = None) -> dict[SensorFault, Checked | None]:

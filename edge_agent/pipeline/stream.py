@@ -265,6 +265,14 @@ class StreamingPipeline:
         values, stamps, n = block.values, block.timestamps, len(block)
         a, b, missing = 0, min(n, health.samples_to_next_check), int(block.gap_before)
         size = health.settings.check_samples
+        if n < b + size and not missing and not health.dropout_open:
+            # At most one chunk completes in this read and no dropout can open or close: every event
+            # comes from judging that chunk, at its last row, as the pieces would give them.
+            events = health.update(values, stamps, first_row=first_row)
+            if events:
+                decided_at = first_row + b - 1
+                out.extend((decided_at, 1, p) for p in self._sensor_payloads(events))
+            return
         while a < n:  # the pieces of _pieces, without building a SampleBlock for each
             events = health.update(values[a:b], stamps[a:b], first_row=first_row + a, missing=missing)
             if events:

@@ -66,7 +66,7 @@ NOT_FOR_A_PLAIN_AGENT = ("edge_agent.sources.i2c_base", "edge_agent.sources.i2c_
                          "edge_agent.sources.i2c_mpu6050", "edge_agent.captures", "edge_agent.rollout",
                          "edge_agent.rollout.controller", "edge_agent.homeassistant", "edge_agent.metrics",
                          "edge_agent.addon_mqtt", "paho", "nacl", "jsonschema", "http.client", "email", "tempfile",
-                         "edge_agent.mqtt.connection")
+                         "edge_agent.mqtt.connection", "numpy.ma")
 # Loaded or deferred, never run, on a plain-TCP agent (they would map OpenSSL).
 NEVER_RUN_WITHOUT_TLS = ("ssl", "urllib.request")
 

@@ -11,6 +11,8 @@ import socket
 import ssl
 from typing import Any
 
+from edge_agent.lean_imports import is_deferred
+
 _MESSAGES = {
     0x80: "unspecified error",
     0x81: "malformed packet",
@@ -74,10 +76,12 @@ def is_fatal_refusal(code: Any) -> bool:
 def describe_exception(exc: BaseException, host: str, port: int) -> str:
     """One line for a failed TCP/TLS connect to ``host:port``."""
     where = f"{host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    # Only a loaded ssl module can have raised a TLS error: a plain-TCP agent keeps OpenSSL out (lean_imports).
+    tls_loaded = not is_deferred("ssl")
+    if tls_loaded and isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or str(exc)
         return f"TLS certificate verification failed for {where}: {detail}"
-    if isinstance(exc, ssl.SSLError):
+    if tls_loaded and isinstance(exc, ssl.SSLError):
         return f"TLS handshake with {where} failed: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {where} (is the broker running and listening there?)"

@@ -330,10 +330,14 @@ class AgentService:
                 if not stats.get("spool_depth") and not stats.get("inflight"):
                     break
                 time.sleep(0.05)
-            left = sink.stats().get("spool_depth", 0)
+            stats = sink.stats()
+            left, in_memory = stats.get("spool_depth", 0), stats.get("spool_memory_depth", 0)
             if left:
-                log.warning("stopping with %d alert(s) still spooled (broker %s); they go out at the next start",
-                            left, "connected" if sink.stats().get("connected") else "unreachable")
+                # Memory-held alerts (degraded spool) are stored at stop if the disk allows, else counted as lost.
+                fate = (f"{in_memory} of them only in memory (spool degraded)" if in_memory
+                        else "they go out at the next start")
+                log.warning("stopping with %d alert(s) still spooled (broker %s); %s",
+                            left, "connected" if stats.get("connected") else "unreachable", fate)
 
 
 def _state_path(cfg: AgentConfig) -> Any:

@@ -52,7 +52,7 @@ def _rss(r: dict[str, Any]) -> tuple[str, bool]:
 def _cold(r: dict[str, Any]) -> tuple[str, bool]:
     c, one = r["agent_cold"], r["agent_one_window"]
     return (f"{one['median_cpu_s']:.3f} s CPU for a one-window run ({one['median_wall_s']:.2f} s wall; "
-            f"{c['median_first_window_s']:.2f} s wall to the first window of a paced run)", one["median_cpu_s"] <= 0.5)
+            f"{c['median_first_window_s']:.2f} s wall to the first window of an unpaced run)", one["median_cpu_s"] <= 0.5)
 
 
 def _cpu(r: dict[str, Any]) -> tuple[str, bool]:

@@ -4,7 +4,7 @@ Builds one FLEET.toml holding every series of the quality benchmark (16 discords
 realKnownCause: train rows, labels and evaluation rows as there), then runs
 ``vigil fleet train`` on it as a user would (a separate process each time, a fresh
 output folder, so nothing is skipped as finished) with ``--workers 1`` and
-``--workers 2``, interleaved (1, 2, 2, 1, ... for ``--repeat`` rounds). The pool's own
+``--workers 2``, interleaved (1, 2, then 2, 1, ... for ``--repeat`` rounds). The pool's own
 thread choice applies (cores // workers TensorFlow threads per asset), so both use the
 whole machine. Reported: wall seconds per run, their medians and the speedup
 (median 1-worker wall / median 2-worker wall), assets ok/failed, and the load average
@@ -53,9 +53,10 @@ def asset_block(series: Series) -> str:
     return "\n".join(lines)
 
 
-def write_fleet(path: Path, epochs: int | None) -> int:
+def write_fleet(path: Path, epochs: int | None, quantize: str | None = None) -> int:
     series = all_series()
-    head = f"[defaults]\nepochs = {epochs}\n\n" if epochs else ""
+    defaults = ([f"epochs = {epochs}"] if epochs else []) + ([f"quantize = {_toml_str(quantize)}"] if quantize else [])
+    head = "[defaults]\n" + "\n".join(defaults) + "\n\n" if defaults else ""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(head + "\n\n".join(asset_block(s) for s in series) + "\n")
     return len(series)
@@ -81,34 +82,34 @@ def run_once(fleet: Path, workers: int, tag: str) -> dict[str, Any]:
             "stderr_tail": proc.stderr[-400:] if proc.returncode else ""}
 
 
-def main(epochs: int | None, repeat: int) -> dict[str, Any]:
+def main(epochs: int | None, repeat: int, quantize: str | None = None) -> dict[str, Any]:
     fleet = WORK / "FLEET.toml"
-    n_assets = write_fleet(fleet, epochs)
+    n_assets = write_fleet(fleet, epochs, quantize)
     runs: list[dict[str, Any]] = []
     for r in range(repeat):
-        order = (1, 2) if r % 2 == 0 else (2, 1)
-        if r == 0:
-            order = (1, 2, 2, 1) if repeat == 1 else order
-        for workers in order:
+        for workers in (1, 2) if r % 2 == 0 else (2, 1):  # alternate which contender goes first
             runs.append(run_once(fleet, workers, f"w{workers}-{len(runs)}"))
     med = {w: statistics.median(x["wall_s"] for x in runs if x["workers"] == w) for w in (1, 2)}
     speedup = med[1] / med[2] if med[2] else None
-    data = {"epochs_cap": epochs, "assets": n_assets, "runs": runs,
+    data = {"epochs_cap": epochs, "quantize": quantize or "auto (default)", "assets": n_assets, "runs": runs,
             "median_wall_s": {str(k): v for k, v in med.items()}, "speedup_2_vs_1": speedup}
     rows = [[x["workers"], x["threads_per_asset"], x["wall_s"], f"{x['ok']}/{x['assets']}", x["exit"],
              x["load_before"][0]] for x in runs]
-    md = (f"{n_assets} assets (the quality benchmark's series), epochs capped at {epochs or 'the default'}; "
+    md = (f"{n_assets} assets (the quality benchmark's series), epochs capped at {epochs or 'the default'}, "
+          f"quantize {quantize or 'auto (default)'}; "
           f"runs interleaved.\n\n"
           + md_table(["workers", "threads per asset", "wall s", "assets ok", "exit", "load (1 min) before"], rows)
           + f"\n\nMedian wall: 1 worker {med[1]:.1f} s, 2 workers {med[2]:.1f} s; speedup "
             f"{speedup:.2f}x (target >= 1.7x).\n")
-    write_results("fleet_speed", data, md, COMMAND + (f" --epochs {epochs}" if epochs else ""))
+    write_results("fleet_speed", data, md, COMMAND + (f" --epochs {epochs}" if epochs else "")
+                  + (f" --quantize {quantize}" if quantize else ""))
     return data
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="cap epochs per asset (0: the trainer's default)")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds (1 round runs 1, 2, 2, 1)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds: 1 then 2 workers, then 2 then 1, ...")
+    parser.add_argument("--quantize", default=None, help="one conversion mode for every asset (default: auto)")
     args = parser.parse_args()
-    main(args.epochs or None, args.repeat)
+    main(args.epochs or None, args.repeat, args.quantize)

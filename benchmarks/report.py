@@ -52,7 +52,8 @@ def _rss(r: dict[str, Any]) -> tuple[str, bool]:
 def _cold(r: dict[str, Any]) -> tuple[str, bool]:
     c, one = r["agent_cold"], r["agent_one_window"]
     return (f"{one['median_cpu_s']:.3f} s CPU for a one-window run ({one['median_wall_s']:.2f} s wall; "
-            f"{c['median_first_window_s']:.2f} s wall to the first window of an unpaced run)", one["median_cpu_s"] <= 0.5)
+            f"{c['median_first_window_s']:.2f} s wall to the first window of an unpaced run)",
+            one["median_cpu_s"] <= 0.5)
 
 
 def _cpu(r: dict[str, Any]) -> tuple[str, bool]:
@@ -95,7 +96,7 @@ def _half_size(r: dict[str, Any]) -> tuple[str, bool]:
     return figure, key[0]
 
 
-DEFAULT_MODE = "@row"  # the trainer's default score mode; quality_score_modes holds it beside the window mean
+DEFAULT_MODE = "@window"  # the trainer's default score mode (recommended_score); quality holds it beside @row
 
 
 def _f1(r: dict[str, Any]) -> tuple[str, bool]:
@@ -114,7 +115,7 @@ def _published(r: dict[str, Any]) -> tuple[str, bool]:
     key = f"auto{DEFAULT_MODE}" if f"auto{DEFAULT_MODE}" in totals else "auto"
     t = totals[key]
     failed = sum(1 for s in r["series"] if "models" not in s)
-    mode = " per-row scores (the default)," if key != "auto" else ""
+    mode = f" {DEFAULT_MODE[1:]} scores (the default)," if key != "auto" else ""
     return (f"micro event-F1 {t['f1']:.3f}, precision {t['precision']:.3f}, recall {t['recall']:.3f} "
             f"({mode} {t['tp']} found, {t['fp']} false, {t['fn']} missed; {t['series']} series, {failed} failed)"
             .replace("( ", "(").replace(",,", ","),
@@ -185,9 +186,9 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("chosen bundle no slower per window than float32", "latency", _auto_speed),
     ("a quantized bundle at most half float32's size at float32's speed", "size", _half_size),
     ("published events on 16 discords + 7 NAB realKnownCause: event-F1 >= 0.5, precision >= 0.5, recall >= 0.6",
-     "quality_score_modes", _published),
-    ("quantized bundle's published-event F1 within 0.02 of the float model's", "quality_score_modes", _f1),
-    ("skill ratio below its warning limit on >= 80% of the real series", "quality_score_modes", _skill),
+     "quality", _published),
+    ("quantized bundle's published-event F1 within 0.02 of the float model's", "quality", _f1),
+    ("skill ratio below its warning limit on >= 80% of the real series", "quality", _skill),
     ("per-window cost of the detection logic <= 5% of the model's invoke", "detection_cost", _cost),
     ("agent <= 0.3% of one core with a spectral bundle (3-axis 1 kHz)", "vibration", _spectral_cpu),
     ("training 20k rows x 3 features with defaults <= 2 min on 2 idle cores", "train_speed", _train_speed),

@@ -56,8 +56,8 @@ def detect_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def row_bundle(tiny_bundle_3f: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trainer's detection section as it is written today (per-row scores by default)."""
-    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("rows") / "rows.vigil")
+    """The trainer's detection section with per-row localized scores (``vigil train``'s default is the window mean)."""
+    return _detection_bundle(tiny_bundle_3f, tmp_path_factory.mktemp("rows") / "rows.vigil", "row")
 
 
 @pytest.mark.slow
@@ -157,7 +157,7 @@ def test_row_mode_starts_events_at_the_anomalous_rows(detect_bundle: Path, row_b
 
     data = _stamped_csv(tmp_path / "data.csv")
     rows = load_bundle(row_bundle)
-    assert rows.detection is not None and rows.detection["score"]["mode"] == "row"  # the trainer's default
+    assert rows.detection is not None and rows.detection["score"]["mode"] == "row"
     result = replay_file(rows, data)
     assert result.counters["windows_scored"] > 0
     by_window = replay_file(rows, data, settings=PipelineSettings.for_bundle(rows, score=ScoreSettings("window")))

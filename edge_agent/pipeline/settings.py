@@ -39,8 +39,7 @@ class PipelineSettings:
         settings = cls(
             policy=AlertPolicy(1.0, rec["k"], rec["n"], rec["m"], rec["cooldown"]),
             smoothing_alpha=rec["smoothing"],
-            top_features=bundle.n_features,
-        )
+        )  # top_features stays the device's default (3), so vigil score lists what a default agent lists
         return replace(settings, **overrides) if overrides else settings
 
     @classmethod

@@ -108,7 +108,11 @@ def evaluate_series(series: Series, epochs: int | None, reuse: bool = False,
     base.mkdir(parents=True, exist_ok=True)
     pub = published(series, run, bundle_path, ranges, base, source, score_modes)
     models = pub
-    if not rejudge:
+    if rejudge:  # keep the row-level baselines of the last full run; only the published events are replayed
+        earlier = base / "result.json"
+        kept = json.loads(earlier.read_text()).get("models", {}) if earlier.is_file() else {}
+        models = {**{k: v for k, v in kept.items() if k not in pub}, **pub}
+    else:
         scores = model_scores(run, bundle_path, test.values)
         models = {**pub,
                   **measure(scores, local, test.n_rows, run, seed=len(series.name))}

@@ -19,12 +19,14 @@ smoothing alpha when it has one, like the autoencoder's scores.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_agent.core import Scaler, WindowSpec, ewma, sliding_windows
-from trainer.split import split_train_rows
+
+if TYPE_CHECKING:
+    from trainer.rundir import RunInfo
 
 DEFAULT_ESTIMATORS = 100
 MAX_FIT_WINDOWS = 20000  # consecutive windows overlap heavily; more adds time, not information
@@ -86,7 +88,7 @@ class IsolationForestBaseline:
         return np.ascontiguousarray(windows, dtype=np.float32).reshape(len(windows), -1)
 
 
-def baseline_from_run(run: Any) -> IsolationForestBaseline:
+def baseline_from_run(run: RunInfo) -> IsolationForestBaseline:
     """Refit the run's baseline from ``train_rows.npy`` with its stored seed and threshold."""
     section = run.meta.get("baseline") or {}
     base = IsolationForestBaseline(
@@ -94,9 +96,7 @@ def baseline_from_run(run: Any) -> IsolationForestBaseline:
         max_samples=section.get("max_samples", "auto"),
         smoothing_alpha=section.get("smoothing_alpha", run.smoothing_alpha),
     )
-    rows = np.asarray(run.train_rows(), dtype=np.float64)
-    fraction = float((run.meta.get("training") or {}).get("validation_fraction", 0.2))
-    fit_rows, _ = split_train_rows(rows, fraction)
+    fit_rows, _ = run.split_train_rows()  # the rows the autoencoder was fitted on, as the trainer split them
     base.fit(fit_rows, run.scaler, run.spec, int(section.get("seed", run.meta.get("seed", 0))))
     threshold = section.get("threshold")
     base.threshold = None if threshold is None else float(threshold)

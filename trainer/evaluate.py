@@ -168,9 +168,7 @@ def _baseline_scores(run: RunInfo, table: Table) -> ModelScores:
     if baseline.threshold is not None:
         return ModelScores(IF, rows, float(baseline.threshold))
     # Runs written without a baseline threshold: mean + 3 std on the held-out normal tail.
-    from trainer.fit import split_train_rows
-
-    _, tail = split_train_rows(run.train_rows(), float(run.meta["training"].get("validation_fraction", 0.2)))
+    _, tail = run.split_train_rows()  # the held-out rows exactly as the trainer split them
     held_out = np.asarray(baseline.window_scores(tail), dtype=np.float64)
     if held_out.size == 0:
         return ModelScores(IF, np.empty(0), float("nan"), "IsolationForest baseline has no threshold")

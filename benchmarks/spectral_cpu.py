@@ -144,13 +144,13 @@ def render(data: dict[str, Any]) -> str:
     for key, m in pipe.items():
         name, size = key.split("|")
         rows.append([name, int(size), m["whole"], m["frontend"], m["invoke"], m["rest"], m["windows_per_s"]])
-    text = ("## Pipeline: % of one core per second of 3-axis 1 kHz signal, by model hop and read size "
+    text = ("### Pipeline: % of one core per second of 3-axis 1 kHz signal, by model hop and read size "
             f"(median of {data['pipeline']['rounds']} interleaved rounds of {SIGNAL_S:.0f} s)\n\n")
     text += md_table(["bundle", "samples per read", "pipeline", "front-end alone", "invoke alone", "rest",
                       "windows/s"], rows)
     agent = data.get("agent")
     if agent:
-        text += (f"\n\n## Whole agent, paced 3-axis 1 kHz synthetic source, MQTT + spool + JSONL "
+        text += (f"\n\n### Whole agent, paced 3-axis 1 kHz synthetic source, MQTT + spool + JSONL "
                  f"(median of {agent['rounds']} interleaved runs of {agent['seconds']:.0f} s)\n\n")
         rows = [[n, 100 * m["share_of_one_core"], m["peak_rss_mb"], m["kept_up"]] for n, m in agent["medians"].items()]
         text += md_table(["bundle", "% of one core (all threads)", "peak RSS MB", "kept up"], rows)

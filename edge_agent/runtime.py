@@ -28,24 +28,35 @@ INTERPRETER_BACKENDS = ("ai_edge_litert", "tflite_runtime")
 
 def load_interpreter_class() -> tuple[type, str]:
     """The first available TFLite ``Interpreter`` class and its backend name."""
+    broken: list[str] = []  # installed but failing to import (e.g. tflite-runtime 2.14 under NumPy 2)
     try:
         from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter, "ai_edge_litert"
-    except ImportError:
-        pass
+    except ImportError as exc:
+        if getattr(exc, "name", None) != "ai_edge_litert":
+            broken.append(f"ai-edge-litert is installed but does not import ({_first_line(exc)})")
     try:
         from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef, unused-ignore]
 
         return Interpreter, "tflite_runtime"
-    except ImportError:
-        pass
+    except ImportError as exc:
+        if getattr(exc, "name", None) != "tflite_runtime":
+            broken.append(f"tflite-runtime is installed but does not import ({_first_line(exc)}; tflite-runtime "
+                          "2.14 needs NumPy 1)")
     # No tensorflow.lite fallback: the agent must not import TensorFlow. The
     # workstation gets ai-edge-litert with the train extra, so parity checks
     # there run this very interpreter.
+    if broken:
+        raise VigilInputError("no usable TFLite interpreter: " + "; ".join(broken))
     raise VigilInputError(
         "no TFLite interpreter found: pip install 'vigil-edge[edge]' (ai-edge-litert or tflite-runtime)"
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 class _Quant:

@@ -145,6 +145,18 @@ def _cost(r: dict[str, Any]) -> tuple[str, bool]:
     return f"new logic, {mode} mode (default): " + "; ".join(parts), worst <= 0.05
 
 
+def _every_nab(r: dict[str, Any]) -> tuple[str, bool]:
+    ok = [x for x in r["series"] if "models" in x]
+    nab = [x for x in ok if str(x["group"]).startswith("NAB/")]
+    tp, fp, fn = (sum(x["models"]["auto"][k] for x in nab) for k in ("tp", "fp", "fn"))
+    p, rc = tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
+    folders = len({x["group"] for x in nab})
+    return (f"{len(nab)} NAB series in {folders} folders run, {len(r['series']) - len(ok)} failed: published events "
+            f"P {p:.3f} / R {rc:.3f} / F1 {f1:.3f} ({tp} found, {fp} false, {fn} missed); per-folder totals in 4a",
+            len(r["series"]) == len(ok) and len(nab) == 58 and f1 >= 0.5 and p >= 0.5 and rc >= 0.6)
+
+
 def _spectral_cpu(r: dict[str, Any]) -> tuple[str, bool]:
     agent, pipe = r["agent"]["medians"], r["pipeline"]["medians"]
     default, hop4 = "spectral, model hop 1 frame", "spectral, model hop 4 frames"
@@ -199,6 +211,8 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("a quantized bundle at most half float32's size at float32's speed", "size", _half_size),
     ("published events on 16 discords + 7 NAB realKnownCause: event-F1 >= 0.5, precision >= 0.5, recall >= 0.6",
      "quality", _published),
+    ("the same published-event targets on every NAB series (58), with per-folder totals", "quality_every_nab",
+     _every_nab),
     ("quantized bundle's published-event F1 within 0.02 of the float model's", "quality", _f1),
     ("skill ratio below its warning limit on >= 80% of the real series", "quality", _skill),
     ("per-window cost of the detection logic <= 5% of the model's invoke", "detection_cost", _cost),

@@ -495,3 +495,22 @@ def test_a_run_trained_on_constant_data_converts_every_mode(constant_run: Path, 
     jumped = steady.copy()
     jumped[8:] = 6.0
     assert scorer.score(jumped).score > scorer.score(steady).score  # a departure from the constant scores higher
+
+
+def test_a_window_tied_with_the_threshold_is_not_a_flip_but_a_real_flip_is() -> None:
+    from converter.parity import compare, count_flips
+
+    # Eight held-out windows, threshold = the largest of them (few held-out windows): float32 puts that
+    # window 1e-9 above it. That is rounding, not a decision the bundle makes differently.
+    keras = np.array([0.10, 0.12, 0.11, 0.13, 0.09, 0.14, 0.10, 0.20])
+    threshold = float(keras.max())
+    bundle = keras * (1 + 1e-9)
+    assert count_flips(keras, bundle, threshold) == 0
+    same = compare("heldout", keras, bundle, bundle.copy(), threshold, FLOAT_LIMITS)
+    assert same.passed and same.flipped == 0
+    # A window clearly below the threshold that the bundle scores above it is still a flip.
+    moved = bundle.copy()
+    moved[1] = 0.25
+    assert count_flips(keras, moved, threshold) == 1
+    flipped = compare("heldout", keras, moved, moved.copy(), threshold, FLOAT_LIMITS)
+    assert not flipped.passed and any("decisions flipped" in r for r in flipped.reasons)

@@ -84,11 +84,27 @@ def test_choose_window_keeps_a_fitting_window_and_shortens_from_the_period() -> 
     rows = np.sin(2 * np.pi * t / 24)[:, None]
     # 300 rows, 20% held out = 60 rows; 8 held-out windows at hop 4 need window + 28 <= 60
     assert largest_window(300, 0.2, 4, 8) == 32
-    window, note = choose_window(128, 4, 300, 0.2, 8, lambda: rows)
-    assert window == 24 and note is not None and note["dominant_period"] == 24 and note["largest_possible"] == 32
-    assert choose_window(16, 4, 300, 0.2, 8, lambda: rows) == (16, None)
-    # too short even for the smallest automatic window: left to the split check's error
-    assert choose_window(128, 4, 40, 0.2, 8, lambda: rows[:40]) == (128, None)
+    window, hop, note = choose_window(128, 4, 300, 0.2, 8, lambda: rows)
+    assert window == 24 and hop == 4 and note is not None
+    assert note["dominant_period"] == 24 and note["largest_possible"] == 32
+    assert choose_window(16, 4, 300, 0.2, 8, lambda: rows) == (16, 4, None)
+    # too short even for the smallest automatic window at hop 1: left to the split check's error
+    assert choose_window(128, 4, 40, 0.2, 8, lambda: rows[:40]) == (128, 4, None)
+
+
+def test_choose_window_lowers_the_hop_when_even_the_smallest_window_does_not_fit() -> None:
+    # 186 rows (a short NAB probationary slice): 37 held out. At hop 4, 8 held-out windows need
+    # window + 28 <= 37, so nothing from 16 up fits; at hop 3: window + 21 <= 37 -> exactly 16.
+    t = np.arange(186)
+    rows = np.sin(2 * np.pi * t / 20)[:, None]
+    assert largest_window(186, 0.2, 4, 8) < 16
+    window, hop, note = choose_window(128, 4, 186, 0.2, 8, lambda: rows)
+    assert hop == 3 and largest_window(186, 0.2, 3, 8) == 16
+    # the period (20 rows) is longer than what fits: the largest window that fits
+    assert window == 16 and note is not None and note["hop"] == 3 and note["requested_hop"] == 4
+    # the chosen window and hop leave 8 held-out windows
+    n_held = round(186 * 0.2)
+    assert (n_held - window) // hop + 1 >= 8
 
 
 def test_feature_stats_flags_constant_and_near_constant() -> None:

@@ -249,24 +249,30 @@ def _check_weights(cfg: TrainConfig, table: Table) -> None:
 
 def _window_spec(cfg: TrainConfig, table: Table, fit_rows: np.ndarray) -> tuple[WindowSpec, dict[str, Any] | None]:
     """The requested window, or a shorter one (and a note) when the slice is too short for it."""
-    window, note = choose_window(cfg.window, cfg.hop, table.n_rows, cfg.validation_fraction, MIN_HELDOUT_WINDOWS,
-                                 lambda: fit_rows)
+    window, hop, note = choose_window(cfg.window, cfg.hop, table.n_rows, cfg.validation_fraction,
+                                      MIN_HELDOUT_WINDOWS, lambda: fit_rows)
     if note is not None:
         why = (f"the data's dominant period is about {note['dominant_period']} rows"
                if note["dominant_period"] else "no dominant period found, so the largest that fits")
+        shorter_hop = f" and hop {hop} (not {cfg.hop})" if hop != cfg.hop else ""
         cfg.echo(f"note: {table.n_rows} training rows are too few for window {cfg.window}; using window "
-                 f"{window} ({why}; at most {note['largest_possible']} fits)")
-    return WindowSpec(window, cfg.hop), note
+                 f"{window}{shorter_hop} ({why}; at most {note['largest_possible']} fits)")
+    return WindowSpec(window, hop), note
 
 
 def _check_split(cfg: TrainConfig, table: Table, spec: WindowSpec, n_fit: int, n_held: int) -> None:
-    need_held = spec.window + (MIN_HELDOUT_WINDOWS - 1) * cfg.hop
+    need_held = spec.window + (MIN_HELDOUT_WINDOWS - 1) * spec.hop
     if spec.count(n_fit) < 2 or n_held < need_held:
         need = int(np.ceil(max(need_held / cfg.validation_fraction,
-                               (spec.window + cfg.hop) / (1 - cfg.validation_fraction))))
+                               (spec.window + spec.hop) / (1 - cfg.validation_fraction))))
+        smallest = ""
+        if spec.window > MIN_AUTO_WINDOW:  # the automatic choice goes down to this window at hop 1
+            least = int(np.ceil(max((MIN_AUTO_WINDOW + MIN_HELDOUT_WINDOWS - 1) / cfg.validation_fraction,
+                                    (MIN_AUTO_WINDOW + 1) / (1 - cfg.validation_fraction))))
+            smallest = f"; the shortest automatic window ({MIN_AUTO_WINDOW} rows, hop 1) needs {least}"
         raise VigilInputError(f"has {table.n_rows} training rows; window {spec.window} with validation fraction "
                               f"{cfg.validation_fraction:g} needs at least {need} (a fitted part and "
-                              f"{MIN_HELDOUT_WINDOWS} held-out windows)", file=str(cfg.data))
+                              f"{MIN_HELDOUT_WINDOWS} held-out windows){smallest}", file=str(cfg.data))
 
 
 def _prepare_out(out: Path) -> Path:

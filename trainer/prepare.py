@@ -133,15 +133,25 @@ def clean_windows(windows: np.ndarray, setting: CleanSetting, seed: int) -> tupl
 
 
 def choose_window(requested: int, hop: int, n_rows: int, validation_fraction: float, min_heldout_windows: int,
-                  fit_values: Callable[[], np.ndarray]) -> tuple[int, dict[str, Any] | None]:
-    """(window, run.json note or None): ``requested`` when it fits, else a shorter one from the data."""
+                  fit_values: Callable[[], np.ndarray]) -> tuple[int, int, dict[str, Any] | None]:
+    """(window, hop, run.json note or None): ``requested`` and ``hop`` when they fit, else shorter ones.
+
+    A slice too short for ``requested`` gets a window from the data (its dominant period, bounded);
+    one too short even for a ``MIN_AUTO_WINDOW`` window at ``hop`` (a few hundred rows, such as a
+    short NAB probationary period) also gets the largest smaller hop that fits one.
+    """
     upper = largest_window(n_rows, validation_fraction, hop, min_heldout_windows)
     if upper >= requested:
-        return requested, None
+        return requested, hop, None
+    chosen_hop = hop
+    while upper < MIN_AUTO_WINDOW and chosen_hop > 1:
+        chosen_hop -= 1
+        upper = largest_window(n_rows, validation_fraction, chosen_hop, min_heldout_windows)
     if upper < MIN_AUTO_WINDOW:
-        return requested, None  # the split check reports what is needed
+        return requested, hop, None  # the split check reports what is needed
     window, period = auto_window(fit_values(), upper)
-    return window, {"requested": requested, "chosen": window, "dominant_period": period, "largest_possible": upper}
+    return window, chosen_hop, {"requested": requested, "chosen": window, "dominant_period": period,
+                                "largest_possible": upper, "requested_hop": hop, "hop": chosen_hop}
 
 
 # --------------------------------------------------------------------------- --extra-normal

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent import spool_recovery as sql
 from edge_agent.errors import VigilInputError
 from edge_agent.spool_recovery import COUNTERS, HighWaterMark, connect_spool, is_corruption, quarantine, transaction
 
 log = logging.getLogger("vigil.spool")
-
 
 
 @dataclass(frozen=True)
@@ -277,9 +277,7 @@ class AlertSpool:
         """Reconcile the file with the high-water mark, then take back what memory holds."""
         assert self._db is not None
         db = self._db
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
-        stored_last = max(int(row[0]) if row else 0, int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM spool")
-                                                          .fetchone()[0]))
+        stored_last = sql.last_stored_seq(db)
         lost = self._mark.appended - max(stored_last, self._mark.floor)
         lost -= sum(1 for m in self._memory if m.seq > max(stored_last, self._mark.floor))
         if lost > 0:
@@ -288,7 +286,7 @@ class AlertSpool:
             self._unpersisted["lost"] += lost
         self._last_seq = max(self._last_seq, stored_last, self._mark.appended)
         self._mark.update(appended=self._last_seq)
-        self._persisted = {name: self._read_counter(db, name) for name in COUNTERS}
+        self._persisted = {name: sql.read_counter(db, name) for name in COUNTERS}
         self._degraded = ""
         self._opened += 1
         self._move_memory_to_file()
@@ -313,13 +311,7 @@ class AlertSpool:
     # -- internals ----------------------------------------------------------------------
 
     def _insert(self, db: sqlite3.Connection, msgs: list[SpooledMessage]) -> bool:
-        db.executemany(
-            "INSERT INTO spool (seq, topic, payload, created, attempts) VALUES (?, ?, ?, ?, ?)",
-            [(m.seq, m.topic, m.payload, m.created, m.attempts) for m in msgs],
-        )
-        for name, count in self._unpersisted.items():
-            if count:
-                db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (count, name))
+        sql.insert_rows(db, [(m.seq, m.topic, m.payload, m.created, m.attempts) for m in msgs], self._unpersisted)
         self._enforce_bounds(db)
         return True
 
@@ -328,7 +320,7 @@ class AlertSpool:
         if inserted:
             self._unpersisted = dict.fromkeys(COUNTERS, 0)
         try:
-            self._persisted = {name: self._read_counter(db, name) for name in COUNTERS}
+            self._persisted = {name: sql.read_counter(db, name) for name in COUNTERS}
         except sqlite3.Error:
             pass
 
@@ -383,23 +375,14 @@ class AlertSpool:
             return []
 
     def _enforce_bounds(self, db: sqlite3.Connection) -> int:
-        cutoff = self._clock() - self.max_age_s
-        dropped = db.execute("DELETE FROM spool WHERE created < ?", (cutoff,)).rowcount
-        excess = int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]) - self.max_messages
-        if excess > 0:
-            dropped += db.execute(
-                "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (excess,)
-            ).rowcount
-        if dropped > 0:
-            db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
-        return max(0, dropped)
+        return sql.drop_beyond_bounds(db, self._clock() - self.max_age_s, self.max_messages)
 
     def _stored_count(self) -> int:
         db = self._db
         if db is None:
             return 0
         try:
-            return int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]) - len(self._acked_not_deleted)
+            return sql.row_count(db) - len(self._acked_not_deleted)
         except sqlite3.Error:
             return 0
 
@@ -407,9 +390,9 @@ class AlertSpool:
         oldest = [self._memory[0].seq] if self._memory else []
         if self._db is not None:
             try:
-                row = self._db.execute("SELECT MIN(seq) FROM spool").fetchone()
-                if row and row[0] is not None:
-                    oldest.append(int(row[0]))
+                stored = sql.oldest_seq(self._db)
+                if stored is not None:
+                    oldest.append(stored)
             except sqlite3.Error:
                 return 0  # unknown: do not raise the floor
         return min(oldest) if oldest else self._last_seq + 1
@@ -419,8 +402,3 @@ class AlertSpool:
 
     def _bump(self, name: str, count: int) -> None:
         self._unpersisted[name] += count
-
-    @staticmethod
-    def _read_counter(db: sqlite3.Connection, name: str) -> int:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0

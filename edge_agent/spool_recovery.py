@@ -1,4 +1,5 @@
-"""The spool file underneath: schema, opening, transactions, high-water mark, quarantine, error kinds.
+"""The spool file underneath: schema, opening, transactions, the SQL of each operation, high-water mark,
+quarantine, error kinds.
 
 The high-water mark is a tiny file beside the database (``spool.db.hwm``),
 outside SQLite and its WAL. It holds the last seq ever spooled and the
@@ -175,3 +176,49 @@ def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any
             except sqlite3.Error:
                 raise exc from None
     return None
+
+
+# --------------------------------------------------------------------------- the SQL of each operation
+# (inside :func:`transaction` for writes; the spool keeps the locking, counters and memory fallback)
+
+
+def insert_rows(db: sqlite3.Connection, rows: list[tuple[int, str, str, float, int]],
+                counters: dict[str, int]) -> None:
+    """Insert (seq, topic, payload, created, attempts) rows and add ``counters`` to the stored ones."""
+    db.executemany("INSERT INTO spool (seq, topic, payload, created, attempts) VALUES (?, ?, ?, ?, ?)", rows)
+    for name, count in counters.items():
+        if count:
+            db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (count, name))
+
+
+def drop_beyond_bounds(db: sqlite3.Connection, cutoff: float, max_messages: int) -> int:
+    """Delete rows created before ``cutoff`` and the oldest beyond ``max_messages``; count them as dropped."""
+    dropped = db.execute("DELETE FROM spool WHERE created < ?", (cutoff,)).rowcount
+    excess = int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]) - max_messages
+    if excess > 0:
+        dropped += db.execute(
+            "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (excess,)
+        ).rowcount
+    if dropped > 0:
+        db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
+    return max(0, dropped)
+
+
+def read_counter(db: sqlite3.Connection, name: str) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def last_stored_seq(db: sqlite3.Connection) -> int:
+    """The highest seq the file ever held (AUTOINCREMENT's record, or the largest row left)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
+    return max(int(row[0]) if row else 0, int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()[0]))
+
+
+def row_count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+
+
+def oldest_seq(db: sqlite3.Connection) -> int | None:
+    row = db.execute("SELECT MIN(seq) FROM spool").fetchone()
+    return None if not row or row[0] is None else int(row[0])

@@ -36,8 +36,15 @@ def test_near_tied_pairs_swapping_places_pass_but_real_disorder_fails() -> None:
 
 def test_near_ties_do_not_excuse_flipped_decisions_or_order_leaks() -> None:
     keras = np.full(10, 2.0)
-    bundle = keras + 1e-9 * np.arange(10)
-    flipped = compare("heldout", keras, bundle, bundle.copy(), 2.0 + 5e-9, FLOAT_LIMITS)  # threshold between
+    # The bundle's near-constant scores straddle a threshold that Keras' clearly stays below (1e-5 of the
+    # score is far more than rounding, far less than the rank rule's tolerance): those are real flips.
+    bundle = keras + 5e-6 * np.arange(10)
+    flipped = compare("heldout", keras, bundle, bundle.copy(), 2.0 + 1.7e-5, FLOAT_LIMITS)  # threshold between
+    assert flipped.judged_on == "relative error" and flipped.flipped == 6
     assert not flipped.passed and any("flipped" in r for r in flipped.reasons)
+    # ... while a threshold within rounding (1e-6 relative) of Keras' scores is a tie, not a decision
+    bundle = keras + 1e-9 * np.arange(10)
+    tied = compare("heldout", keras, bundle, bundle.copy(), 2.0 + 5e-9, FLOAT_LIMITS)
+    assert tied.flipped == 0 and tied.passed
     leaky = compare("heldout", keras, bundle, bundle[::-1].copy(), 10.0, FLOAT_LIMITS)
     assert not leaky.passed and any("order" in r for r in leaky.reasons)

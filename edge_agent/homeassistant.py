@@ -23,8 +23,10 @@ The configs are published (retained) on every connection of the agent and
 again when HA announces itself on ``<discovery_prefix>/status`` = ``online``
 (HA's birth message) and when the bundle changes (``sw_version``). Nothing is
 removed when the section is turned off: an agent with ``enabled = false``
-does not connect for HA at all; :func:`removal_messages` are the empty
-retained payloads that delete the entities (``vigil`` does not send them).
+does not connect for HA at all. ``vigil homeassistant remove --config FILE``
+publishes :meth:`Discovery.removal_messages` (empty retained payloads that
+delete the entities and clear the retained state) for a device that should
+leave Home Assistant.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class Discovery:
         return [(self.config_topic(e), json.dumps(self.config(e), separators=(",", ":"))) for e in ENTITIES]
 
     def removal_messages(self) -> list[tuple[str, str]]:
-        """Empty retained payloads: publishing them deletes the entities from HA."""
-        return [(self.config_topic(e), "") for e in ENTITIES]
+        """Empty retained payloads: publishing them deletes the entities from HA and clears their state."""
+        return [(self.config_topic(e), "") for e in ENTITIES] + [(self.state_topic, "")]
 
 
 class HaState:

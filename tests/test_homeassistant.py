@@ -202,3 +202,68 @@ def test_discovery_refused_by_the_acl_is_counted(tmp_path: Path) -> None:
             assert link.rejected == len(ENTITIES)  # the configs; the state topic under vigil/ went through
         finally:
             link.stop()
+
+
+def _removal_config(folder: Path, extra: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "agent.toml"
+    path.write_text(f'[device]\nid = "{DEVICE}"\n[bundle]\npath = "missing.vigil"\n[source]\nkind = "stdin"\n'
+                    f'features = ["a"]\n{extra}')
+    return path
+
+
+def test_homeassistant_remove_deletes_the_retained_entities_and_state(tmp_path: Path,
+                                                                      mosquitto: MosquittoBroker) -> None:
+    from edge_agent.addon_mqtt import AddonLink
+    from edge_agent.mqtt.settings import MqttSettings
+    from tests.test_agent_service import vigil
+
+    # What an agent with [homeassistant] enabled leaves at the broker: retained configs and state.
+    link = AddonLink(MqttSettings(host="127.0.0.1", port=mosquitto.port), "vigil-test-ext", f"vigil/{DEVICE}",
+                     discovery=Discovery("homeassistant", f"vigil/{DEVICE}", DEVICE, node_id_for(DEVICE), DEVICE,
+                                         "model-a"), state=HaState(), store=None)
+    link.start()
+    seen = Recorder(mosquitto.port, "homeassistant/#", f"vigil/{DEVICE}/state")
+    try:
+        assert seen.wait(lambda: len(seen.on("/config")) == len(ENTITIES))
+        link.publish_state()
+        assert seen.wait(lambda: seen.on("/state"))
+    finally:
+        link.stop()
+        seen.close()
+
+    config = _removal_config(tmp_path, f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
+                                       "[homeassistant]\nenabled = false\n")
+    done = vigil("homeassistant", "remove", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert f"removed device {DEVICE} (node {node_id_for(DEVICE)})" in done.stdout
+    assert f"{len(ENTITIES)} entities" in done.stdout and "enabled = true" not in done.stdout
+
+    # A subscriber arriving now (HA after a restart) gets no config and no state: the broker dropped them.
+    # The marker is retained after the removal, so once it arrived every retained copy has been sent.
+    marker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ha-marker-{uuid.uuid4().hex[:8]}")
+    marker.connect("127.0.0.1", mosquitto.port)
+    marker.loop_start()
+    marker.publish("homeassistant/zz_marker", "x", qos=1, retain=True).wait_for_publish(10)
+    marker.loop_stop()
+    marker.disconnect()
+    late = Recorder(mosquitto.port, "homeassistant/#", f"vigil/{DEVICE}/state")
+    try:
+        assert late.wait(lambda: late.on("/zz_marker"))
+        assert late.on("/config") == [] and late.on("/state") == []
+    finally:
+        late.close()
+
+
+def test_homeassistant_remove_says_what_is_missing_and_warns_when_still_enabled(tmp_path: Path,
+                                                                                mosquitto: MosquittoBroker) -> None:
+    from tests.test_agent_service import vigil
+
+    no_broker = vigil("homeassistant", "remove", "--config", str(_removal_config(tmp_path / "a", "")))
+    assert no_broker.returncode == 2 and no_broker.stdout == ""
+    assert len(no_broker.stderr.strip().splitlines()) == 1 and "[mqtt] is not configured" in no_broker.stderr
+    enabled = _removal_config(tmp_path / "b", f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
+                                              "[homeassistant]\nenabled = true\n")
+    done = vigil("homeassistant", "remove", "--config", str(enabled))
+    assert done.returncode == 0, done.stderr
+    assert "publishes the entities again at its next connection" in done.stdout

@@ -138,6 +138,13 @@ class CommandClient:
             if item.get("id") in command_ids:
                 yield item
 
+    def publish_retained(self, topic: str, payload: str) -> None:
+        """Publish ``payload`` retained at QoS 1 and wait for the broker's PUBACK (an empty one clears it)."""
+        info = self._client.publish(topic, payload.encode(), qos=1, retain=True)
+        info.wait_for_publish(30.0)
+        if not info.is_published():
+            raise VigilInputError(f"the broker did not acknowledge the retained message on {topic}")
+
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()

@@ -20,6 +20,7 @@ from vigil.cli import (
     deploy_cmds,
     evaluate_cmds,
     fleet_cmds,
+    homeassistant_cmds,
     keys_cmds,
     package_cmds,
     policy_cmds,
@@ -38,6 +39,7 @@ app = typer.Typer(
 for group in (train_cmds, evaluate_cmds, convert_cmds, score_cmds, package_cmds, alerts_cmds, demo_cmds, keys_cmds):
     group.register(app)
 captures_cmds.register(app)  # vigil captures pull (edge_agent.capture_protocol)
+homeassistant_cmds.register(app)  # vigil homeassistant remove (edge_agent.homeassistant)
 fleet_cmds.register(app)  # vigil fleet train (vigil.fleet: local process pool or Ray)
 for group in (deploy_cmds, policy_cmds):  # fleet rollout over MQTT (edge_agent.rollout)
     group.register(app)

@@ -19,6 +19,14 @@ run`` launcher before anything else is imported) does two things:
   configured, ssl maps libcrypto for the connection and hashlib still uses the
   built-in hashes: one behaviour whatever the config.
 
+paho's socket code also names ``ssl.SSLWantReadError`` / ``ssl.SSLWantWriteError`` in the
+``except`` clauses of every recv and send, so a plain socket that raises (a broker reset during an
+outage) used to load OpenSSL just to evaluate them (~+4 MB in 1 of 4 outage runs). Until ssl's code
+has run no SSL socket exists, so no SSL exception can be raised: while ssl is deferred those names,
+looked up by paho, answer with stand-in exception classes that nothing raises (:data:`STANDINS`);
+any other attribute, such as the ``SSLContext`` a TLS config builds, runs the real module, and from
+then on the names are ssl's own.
+
 Why not :class:`importlib.util.LazyLoader`: on CPython 3.11 its first access
 is not thread-safe (a second thread can see the half-run module; fixed in
 3.12), and paho's network threads are exactly where ``ssl`` is first touched.
@@ -40,6 +48,26 @@ OPENSSL_HASHES = "_hashlib"
 # Attributes the import system reads on every ``import x`` of a module in sys.modules.
 _PASSTHROUGH = frozenset({"__spec__", "__name__", "__loader__", "__dict__", "__class__", "_deferred_loading"})
 _LOCK = threading.RLock()
+# Exception names that paho's code on plain sockets only mentions in ``except`` clauses (see the module
+# doc). Only paho's own look-ups get stand-ins: other code may keep what it reads (asyncio.sslproto
+# builds a tuple of ssl's exception classes at import time), and must get the real classes.
+STANDINS: dict[str, tuple[str, ...]] = {"ssl": ("SSLWantReadError", "SSLWantWriteError")}
+STANDIN_CALLERS = ("paho.",)
+_STANDIN_CLASSES: dict[tuple[str, str], type[Exception]] = {}
+
+
+def _standin(module: str, name: str) -> type[Exception]:
+    key = (module, name)
+    if key not in _STANDIN_CLASSES:
+        doc = f"Stands in for {module}.{name} while {module} is not loaded: nothing raises it."
+        _STANDIN_CLASSES[key] = type(name, (Exception,), {"__doc__": doc, "__module__": __name__})
+    return _STANDIN_CLASSES[key]
+
+
+def _called_from(prefixes: tuple[str, ...]) -> bool:
+    """Whether the attribute look-up comes from code of a module named with one of ``prefixes``."""
+    caller = sys._getframe(2).f_globals.get("__name__", "")  # 0: here, 1: __getattribute__, 2: the caller
+    return isinstance(caller, str) and caller.startswith(prefixes)
 
 
 class _DeferredModule(types.ModuleType):
@@ -48,6 +76,9 @@ class _DeferredModule(types.ModuleType):
     def __getattribute__(self, name: str) -> Any:
         if name in _PASSTHROUGH:
             return types.ModuleType.__getattribute__(self, name)
+        module_name = types.ModuleType.__getattribute__(self, "__name__")
+        if name in STANDINS.get(module_name, ()) and _called_from(STANDIN_CALLERS):
+            return _standin(module_name, name)
         with _LOCK:  # another thread waits here until the code has run
             if type(self) is _DeferredModule:
                 namespace = types.ModuleType.__getattribute__(self, "__dict__")

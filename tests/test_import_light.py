@@ -210,3 +210,51 @@ assert isinstance(urllib.request.getproxies(), dict)
 
     assert result.stdout.split() == [hashlib.sha256(b"vigil").hexdigest(),
                                      hmac.new(b"k", b"m", "sha256").hexdigest()]
+
+
+RESET_BY_PEER = """
+import json, socket, struct, sys, threading, time
+from edge_agent import lean_imports
+lean_imports.install()
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+# A "broker" that accepts and resets the connection (RST): paho's recv raises ConnectionResetError
+# and its except clauses name ssl.SSLWantReadError / ssl.SSLWantWriteError on the way.
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+def reset_each():
+    while True:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.05)
+        conn.close()
+threading.Thread(target=reset_each, daemon=True).start()
+seen = []
+client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="reset-test")
+client.on_disconnect = lambda *a: seen.append("disconnect")
+client.connect("127.0.0.1", server.getsockname()[1])
+for _ in range(40):
+    client.loop(timeout=0.05)
+ssl_mod = sys.modules["ssl"]
+deferred_after_reset = lean_imports.is_deferred("ssl")
+with open("/proc/self/maps") as maps:
+    libcrypto = "libcrypto" in maps.read()
+# paho's look-ups got stand-ins; anyone else gets the real classes, and ssl then works as ever.
+real = ssl_mod.SSLWantReadError
+print(json.dumps({"disconnects": len(seen), "deferred_after_reset": deferred_after_reset, "libcrypto": libcrypto,
+                  "real_module": real.__module__, "loaded_now": not lean_imports.is_deferred("ssl"),
+                  "context": type(ssl_mod.create_default_context()).__name__}))
+"""
+
+
+def test_a_reset_plain_connection_does_not_load_openssl() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", RESET_BY_PEER], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["disconnects"] >= 1  # the reset reached paho's socket code
+    assert report["deferred_after_reset"] is True and report["libcrypto"] is False
+    assert report["real_module"] == "ssl" and report["loaded_now"] and report["context"] == "SSLContext"

@@ -69,10 +69,14 @@ BEARING_CONFIGS: dict[str, dict[str, Any]] = {
                  "epochs": 30},
     "spectral_level": {"features": "spectral", "frontend": {"frame": 2048, "normalise": False}, "window": 16,
                        "hop": 1, "epochs": 30},
+    # a window every 4th frame (benchmarks/spectral_cpu.py: a quarter of the invokes)
+    "spectral_hop4": {"features": "spectral", "frontend": {"frame": 2048, "normalise": True}, "window": 16, "hop": 4,
+                      "epochs": 30},
 }
 DEMO_CONFIGS: dict[str, dict[str, Any]] = {
     "raw": {"features": "raw"},  # the demo's own settings (vigil.demo)
     "spectral": {"features": "spectral", "window": 16, "hop": 1},
+    "spectral_hop4": {"features": "spectral", "window": 16, "hop": 4},
 }
 
 

@@ -105,7 +105,7 @@ def _run_in_blocks(bundle_path: Path, values: np.ndarray, sizes: tuple[int, ...]
 def test_the_pipeline_gives_the_same_frames_and_events_for_any_read_size(spectral_case: dict[str, Path]) -> None:
     values = np.loadtxt(spectral_case["data"], delimiter=",", skiprows=1)[TRAIN_END:TRAIN_END + 9000, 1:]
     reference, ref_payloads = _run_in_blocks(spectral_case["bundle"], values, (4096,))
-    assert len(reference) > 100
+    assert len(reference) >= 40  # windows (a window every 4th frame: the trainer's spectral default)
     for sizes in [(1, 2, 3), (10,), (63, 64, 65, 500)]:
         got, payloads = _run_in_blocks(spectral_case["bundle"], values, sizes)
         assert got == reference, sizes

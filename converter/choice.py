@@ -10,12 +10,14 @@ back to back, so load on the machine hits both sides of a ratio alike).
 
 Why this is deterministic across workstations: the modes fall in two groups
 that are far apart. float32, float16, dynamic (on small models) and
-int8-weights all run float32 kernels (measured 0.73-1.06x of float32); full
-int8 runs the reference integer LSTM kernel (1.98-23x measured). A margin of
-1.15 sits between the groups, so timing noise cannot move a mode across it,
-and the choice inside a group is by file size, which does not depend on the
-machine. When float32 itself did not pass, the fastest passing mode is the
-reference.
+int8-weights all run float32 kernels (measured 0.73-1.06x of float32 on a quiet
+host, up to 1.20x for a 0.17 ms model timed beside a second busy process);
+full int8 runs the reference integer LSTM kernel (1.98-23x measured). A margin
+of 1.5 sits between the groups, so timing noise does not move a mode across it
+(1.15 did: the same run converted twice under load once kept int8-weights and
+once float16), and the choice inside a group is by file size, which does not
+depend on the machine. When float32 itself did not pass, the fastest passing
+mode is the reference.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from converter.quantize import FLOAT32, MODES
 from converter.table import DROPPED, KEPT, ModeReport
 
 PREFERENCES = ("latency", "size")
-LATENCY_MARGIN = 1.15  # a mode counts as "as fast as float32" up to 1.15x its latency
+LATENCY_MARGIN = 1.5  # a mode counts as "as fast as float32" up to 1.5x its latency: between the two groups
 
 
 def latency_ratio(report: ModeReport, reference: ModeReport) -> float:

@@ -199,7 +199,7 @@ def test_choice_is_the_smallest_passing_mode_within_the_margin_of_float32() -> N
                _report("dynamic", 200, 0.5, passed=False), _report("int8-weights", 700, 0.98)]
     chosen = choose(reports, "latency")
     assert chosen is not None and chosen.mode == "float16"
-    assert "within 1.15x of float32" in chosen.reason
+    assert "within 1.5x of float32" in chosen.reason
     status = {r.mode: (r.status, r.reason) for r in reports}
     assert status["dynamic"][0] == "dropped" and "parity failed" in status["dynamic"][1]
     assert "3.00x the latency of float32" in status["int8"][1]
@@ -215,9 +215,9 @@ def test_choice_ties_in_size_go_to_the_fixed_mode_order_and_without_float32_the_
     assert choose(tied, "latency").mode == "float32"  # type: ignore[union-attr]
     assert "same size" in tied[0].reason
     no_float32 = [_report("float32", 1000, 1.0, passed=False), _report("float16", 600, 1.0),
-                  _report("int8", 300, 1.3), _report("int8-weights", 500, 1.1)]
+                  _report("int8", 300, 2.0), _report("int8-weights", 500, 1.1)]
     assert choose(no_float32, "latency").mode == "int8-weights"  # type: ignore[union-attr]
-    assert "1.30x the latency of float16" in no_float32[2].reason
+    assert "2.00x the latency of float16" in no_float32[2].reason
 
 
 def test_choice_compares_round_by_round_so_a_load_burst_in_one_round_does_not_flip_it() -> None:
@@ -227,7 +227,9 @@ def test_choice_compares_round_by_round_so_a_load_burst_in_one_round_does_not_fl
     picks = set()
     for _ in range(200):
         load = np.exp(rng.normal(0.0, 0.6, size=5))  # the whole machine slows down by up to ~4x per round
-        jitter = lambda: np.exp(rng.normal(0.0, 0.03, size=5))  # noqa: E731 - per-mode noise within a round
+        # per-mode noise within a round: as large as measured for a 0.17 ms model timed beside a busy process
+        # (a byte-identical mode read 1.18x float32 there)
+        jitter = lambda: np.exp(rng.normal(0.0, 0.1, size=5))  # noqa: E731
         reports = [_timed("float32", 1000, list(0.30 * load * jitter())),
                    _timed("int8-weights", 500, list(0.31 * load * jitter())),
                    _timed("int8", 300, list(0.70 * load * jitter()))]

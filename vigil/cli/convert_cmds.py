@@ -18,7 +18,7 @@ def convert(
         "float16, dynamic, int8, int8-weights."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Normal data for int8 calibration (default: "
         "the run's training rows)."),
-    prefer: str = typer.Option("latency", "--prefer", help="latency: the smallest passing mode within 1.15x of "
+    prefer: str = typer.Option("latency", "--prefer", help="latency: the smallest passing mode within 1.5x of "
         "float32's latency; size: the smallest passing mode."),
     force: bool = typer.Option(False, "--force", help="Write the bundle even if parity fails."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's and the TFLite runtime's own log lines."),

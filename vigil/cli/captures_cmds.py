@@ -22,15 +22,12 @@ from typing import Any, Optional
 import typer
 
 from edge_agent.errors import VigilInputError
-from vigil.cli.common import load_extra, one_line_errors
+from vigil.cli.common import add_group, load_extra, one_line_errors
 
 
 def register(app: typer.Typer) -> None:
     """Add ``vigil captures`` to the ``vigil`` app."""
-    group = typer.Typer(name="captures", help="Captures of raw rows around alerts, for retraining.",
-                        no_args_is_help=True)
-    group.command("pull")(pull)
-    app.add_typer(group, name="captures")
+    add_group(app, "captures", "Captures of raw rows around alerts, for retraining.", {"pull": pull})
 
 
 @one_line_errors("captures pull")

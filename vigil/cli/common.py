@@ -70,3 +70,11 @@ def _missing(module: str) -> bool:
         return importlib.util.find_spec(module) is None
     except (ImportError, ValueError):  # a parent package is missing
         return True
+
+
+def add_group(app: typer.Typer, name: str, help_text: str, commands: dict[str, Callable[..., Any]]) -> None:
+    """Add ``vigil NAME`` with its sub-commands (``vigil NAME COMMAND``) to the ``vigil`` app."""
+    group = typer.Typer(name=name, help=help_text, no_args_is_help=True)
+    for command, fn in commands.items():
+        group.command(command)(fn)
+    app.add_typer(group, name=name)

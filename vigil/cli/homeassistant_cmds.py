@@ -14,15 +14,12 @@ from pathlib import Path
 import typer
 
 from edge_agent.errors import VigilInputError
-from vigil.cli.common import load_extra, one_line_errors
+from vigil.cli.common import add_group, load_extra, one_line_errors
 
 
 def register(app: typer.Typer) -> None:
     """Add ``vigil homeassistant`` to the ``vigil`` app."""
-    group = typer.Typer(name="homeassistant", help="Home Assistant MQTT discovery of a device.",
-                        no_args_is_help=True)
-    group.command("remove")(remove)
-    app.add_typer(group, name="homeassistant")
+    add_group(app, "homeassistant", "Home Assistant MQTT discovery of a device.", {"remove": remove})
 
 
 @one_line_errors("homeassistant remove")
